@@ -1,0 +1,1 @@
+"""bugsink-sync: Bugsink errors to Gitea issues."""
