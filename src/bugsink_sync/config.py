@@ -1,0 +1,262 @@
+"""Settings from the environment and the project/label map from a TOML file.
+
+Everything the program reads from outside is validated here, once, so that a bad value
+stops the program with a message naming the variable or key, and never its secret value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SOURCE_LABEL = "source:bugsink"
+DEFAULT_LABEL_COLOUR = "#6b7280"
+_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+
+
+class ConfigError(Exception):
+    """A setting or config key is missing or wrong; the message says which and how to fix it."""
+
+
+class ProjectConfig(BaseModel):
+    """One Bugsink project to sync and the Gitea labels its issues get."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slug: str = Field(min_length=1)
+    labels: tuple[str, ...] = ()
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_not_blank(cls, labels: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not name.strip() for name in labels):
+            raise ValueError("label names must not be blank")
+        return labels
+
+
+class SyncConfig(BaseModel):
+    """The `BUGSINK_SYNC_CONFIG` file: which projects to sync and the labels' colours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    projects: tuple[ProjectConfig, ...] = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("labels")
+    @classmethod
+    def _colours_valid(cls, labels: dict[str, str]) -> dict[str, str]:
+        for name, colour in labels.items():
+            if not _COLOUR.match(colour.strip()):
+                raise ValueError(f"label {name!r}: colour {colour!r} is not #rgb or #rrggbb")
+        return {name: normalise_colour(colour) for name, colour in labels.items()}
+
+    @model_validator(mode="after")
+    def _slugs_unique(self) -> SyncConfig:
+        seen: set[str] = set()
+        for project in self.projects:
+            if project.slug in seen:
+                raise ValueError(f"project {project.slug!r} is listed twice")
+            seen.add(project.slug)
+        return self
+
+    def project(self, slug: str) -> ProjectConfig | None:
+        """The configured project with this slug, if any."""
+        return next((p for p in self.projects if p.slug == slug), None)
+
+    def labels_for(self, project: ProjectConfig) -> list[str]:
+        """The labels an issue of this project gets: its own, then `source:bugsink`, no repeats."""
+        return list(dict.fromkeys([*project.labels, SOURCE_LABEL]))
+
+    def colour_of(self, label: str) -> str:
+        """The configured colour of a label, or a neutral grey when the file gives none."""
+        return self.labels.get(label, DEFAULT_LABEL_COLOUR)
+
+
+def normalise_colour(colour: str) -> str:
+    """`E11D48`, `#e11d48` and `#E1D` all become Gitea's stored form `#e11d48`."""
+    digits = colour.strip().lstrip("#").lower()
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return f"#{digits}"
+
+
+def _seed_project(slug: str, kind: str, env: str) -> ProjectConfig:
+    return ProjectConfig(slug=slug, labels=(f"bug:{kind}", f"env:{env}"))
+
+
+# The seed deployment's six projects and seven labels, so that it needs no file.
+DEFAULT_SYNC_CONFIG = SyncConfig(
+    projects=(
+        _seed_project("flyer-crawler-backend", "backend", "production"),
+        _seed_project("flyer-crawler-backend-test", "backend", "test"),
+        _seed_project("flyer-crawler-frontend", "frontend", "production"),
+        _seed_project("flyer-crawler-frontend-test", "frontend", "test"),
+        _seed_project("flyer-crawler-infrastructure", "infrastructure", "production"),
+        _seed_project("flyer-crawler-test-infrastructure", "infrastructure", "test"),
+    ),
+    labels={
+        "bug:frontend": "#e11d48",
+        "bug:backend": "#ea580c",
+        "bug:infrastructure": "#7c3aed",
+        "env:production": "#dc2626",
+        "env:test": "#2563eb",
+        "env:development": "#6b7280",
+        SOURCE_LABEL: "#10b981",
+    },
+)
+
+
+def _default_sqlite_path() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "bugsink-sync" / "state.sqlite3"
+
+
+def _http_url(value: str) -> str:
+    value = value.strip()
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError("must be an http:// or https:// URL, e.g. https://bugsink.example.com")
+    return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Environment variables (and a `.env` file in the working directory, if present)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    bugsink_url: str = Field(validation_alias="BUGSINK_URL")
+    bugsink_token: SecretStr = Field(
+        validation_alias=AliasChoices("BUGSINK_TOKEN", "BUGSINK_API_TOKEN")
+    )
+    gitea_url: str = Field(validation_alias="GITEA_URL")
+    gitea_api_token: SecretStr = Field(validation_alias="GITEA_API_TOKEN")
+    gitea_owner: str = Field(min_length=1, validation_alias="GITEA_OWNER")
+    gitea_repo: str = Field(min_length=1, validation_alias="GITEA_REPO")
+    enabled: bool = Field(default=False, validation_alias="BUGSINK_SYNC_ENABLED")
+    interval_minutes: int = Field(
+        default=15, ge=1, le=24 * 60, validation_alias="BUGSINK_SYNC_INTERVAL"
+    )
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    state_db: int = Field(default=15, ge=0, le=15, validation_alias="BUGSINK_SYNC_STATE_DB")
+    sqlite_path: Path = Field(
+        default_factory=_default_sqlite_path, validation_alias="BUGSINK_SYNC_SQLITE_PATH"
+    )
+    config_file: Path | None = Field(default=None, validation_alias="BUGSINK_SYNC_CONFIG")
+    http_timeout: float = Field(default=30.0, gt=0, le=600, validation_alias="BUGSINK_SYNC_TIMEOUT")
+    log_format: Literal["text", "json"] = Field(
+        default="text", validation_alias="BUGSINK_SYNC_LOG_FORMAT"
+    )
+
+    @field_validator("bugsink_url", "gitea_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not re.match(r"^(redis|rediss|unix)://", value.strip()):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value.strip()
+
+    @field_validator("bugsink_token", "gitea_api_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return SecretStr(value.get_secret_value().strip())
+
+
+# Field name -> the variable a user sets, for messages.
+_ENV_NAMES = {
+    "bugsink_url": "BUGSINK_URL",
+    "bugsink_token": "BUGSINK_TOKEN (or BUGSINK_API_TOKEN)",
+    "gitea_url": "GITEA_URL",
+    "gitea_api_token": "GITEA_API_TOKEN",
+    "gitea_owner": "GITEA_OWNER",
+    "gitea_repo": "GITEA_REPO",
+    "enabled": "BUGSINK_SYNC_ENABLED",
+    "interval_minutes": "BUGSINK_SYNC_INTERVAL",
+    "redis_url": "REDIS_URL",
+    "state_db": "BUGSINK_SYNC_STATE_DB",
+    "sqlite_path": "BUGSINK_SYNC_SQLITE_PATH",
+    "config_file": "BUGSINK_SYNC_CONFIG",
+    "http_timeout": "BUGSINK_SYNC_TIMEOUT",
+    "log_format": "BUGSINK_SYNC_LOG_FORMAT",
+}
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    key = str(loc[0]) if loc else "?"
+    return _ENV_NAMES.get(key, key.upper())
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """One problem, without the offending value: it may be a secret."""
+    if error["type"] == "missing":
+        return "is not set"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment and `.env`)."""
+    try:
+        if env is None:
+            return Settings()
+        return Settings.model_validate({k.upper(): v for k, v in env.items()})
+    except ValidationError as exc:
+        problems = [f"{_env_name(e['loc'])} {_describe(e)}" for e in exc.errors()]
+        raise ConfigError(
+            "configuration: " + "; ".join(problems) + " (see README, 'Configuration')"
+        ) from None
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for part in loc:
+        parts.append(f"[{part}]" if isinstance(part, int) else ("." if parts else "") + part)
+    return "".join(parts) or "(top level)"
+
+
+def load_sync_config(path: Path | None) -> SyncConfig:
+    """Read the project/label map, or return the seed's defaults when no file is configured."""
+    if path is None:
+        return DEFAULT_SYNC_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"BUGSINK_SYNC_CONFIG: file {path} does not exist; fix the path or unset it"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"BUGSINK_SYNC_CONFIG: cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"BUGSINK_SYNC_CONFIG: {path} is not valid TOML: {exc}") from None
+    try:
+        return SyncConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [
+            f"{_key_path(e['loc'])}: "
+            + ("unknown key" if e["type"] == "extra_forbidden" else _describe(e))
+            for e in exc.errors()
+        ]
+        raise ConfigError(f"BUGSINK_SYNC_CONFIG {path}: " + "; ".join(problems)) from None
