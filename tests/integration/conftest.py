@@ -1,0 +1,1 @@
+from tests.lab.bugsink_fixtures import *  # noqa: F403

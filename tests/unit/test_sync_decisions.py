@@ -1,0 +1,65 @@
+"""The sync's pure decisions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bugsink_sync.bugsink import Issue
+from bugsink_sync.config import DEFAULT_SYNC_CONFIG, ConfigError
+from bugsink_sync.gitea import Label
+from bugsink_sync.state import SyncRecord
+from bugsink_sync.sync import (
+    Decision,
+    decide,
+    label_ids,
+    labels_to_create,
+    missing_label_ids,
+    select_projects,
+)
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def issue(last_seen: datetime) -> Issue:
+    return Issue(id="u", project=1, first_seen=last_seen, last_seen=last_seen)
+
+
+def record(synced_at: datetime) -> SyncRecord:
+    return SyncRecord(7, synced_at, "p", "[E] x")
+
+
+def test_unrecorded_issue_is_created() -> None:
+    assert decide(issue(NOW), None) is Decision.CREATE
+
+
+def test_recorded_issue_without_new_events_is_resolved_again() -> None:
+    assert decide(issue(NOW - timedelta(minutes=1)), record(NOW)) is Decision.RESOLVE_AGAIN
+
+
+def test_recorded_issue_with_newer_events_is_left_alone() -> None:
+    assert decide(issue(NOW + timedelta(minutes=1)), record(NOW)) is Decision.SKIP
+
+
+def test_only_labels_missing_by_exact_name_are_created() -> None:
+    existing = [Label(id=1, name="bug:backend"), Label(id=2, name="Env:Test")]
+    wanted = {"bug:backend": "#ea580c", "env:test": "#2563eb"}
+    assert labels_to_create(wanted, existing) == {"env:test": "#2563eb"}
+
+
+def test_duplicate_label_names_resolve_to_the_first_listed() -> None:
+    existing = [Label(id=5, name="a"), Label(id=3, name="a"), Label(id=9, name="b")]
+    assert label_ids(["a"], existing) == {"a": 5}
+
+
+def test_dropped_label_ids_are_found() -> None:
+    assert missing_label_ids([1, 2, 3], [Label(id=2, name="x")]) == [1, 3]
+
+
+def test_project_selection() -> None:
+    assert len(select_projects(DEFAULT_SYNC_CONFIG, None)) == 6
+    (only,) = select_projects(DEFAULT_SYNC_CONFIG, "flyer-crawler-backend")
+    assert only.slug == "flyer-crawler-backend"
+    with pytest.raises(ConfigError, match="not a configured project"):
+        select_projects(DEFAULT_SYNC_CONFIG, "nope")
