@@ -42,8 +42,6 @@ def _print_report(report: SyncReport) -> None:
             number = f"#{item.gitea_number} " if item.gitea_number is not None else ""
             link = f"  {item.url}" if item.url else ""
             print(f"  {number}{item.title}  [{', '.join(item.labels)}]{link}")
-    for notice in report.notices:
-        print(f"note: {notice}")
     for failure in report.failures:
         print(f"failed: {failure.project} {failure.bugsink_id}: {failure.reason}")
     s = report.summary()

@@ -47,7 +47,7 @@ class ServiceError(Exception):
         return f"{text}. Fix: {self.fix}" if self.fix else text
 
 
-class ServiceUnreachable(ServiceError):
+class ServiceUnavailable(ServiceError):
     """No usable answer: connection refused, timeout, dropped connection, 5xx or 429."""
 
 
@@ -73,9 +73,10 @@ class RetryPolicy:
     budget_seconds: float = 60.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before retry number `attempt` (1-based); honours Retry-After."""
+        """Seconds to wait before retry number `attempt` (1-based). A server's Retry-After is
+        obeyed as given; the caller gives up when it would pass the time budget."""
         if retry_after is not None:
-            return min(retry_after, self.max_delay * 4)
+            return retry_after
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
 
 
@@ -176,9 +177,9 @@ class Requester:
             return self._unreachable(action, f"failed: {_reason(exc)}"), None
         return None, response
 
-    def _unreachable(self, action: str, what: str) -> ServiceUnreachable:
+    def _unreachable(self, action: str, what: str) -> ServiceUnavailable:
         where = public_origin(self.http.base_url)
-        return ServiceUnreachable(
+        return ServiceUnavailable(
             self.service, f"{action} at {where} {what}", fix=self.unreachable_fix
         )
 
@@ -189,8 +190,13 @@ def _reason(exc: httpx.HTTPError) -> str:
     while cause.__cause__ is not None or cause.__context__ is not None:
         cause = cause.__cause__ or cause.__context__  # type: ignore[assignment]
     text = str(cause) or type(exc).__name__
-    if "refused" in text.lower():
-        return "connection refused"
+    lowered = text.lower()
+    if isinstance(exc, httpx.ConnectError):
+        if "refused" in lowered or "errno 111" in lowered or "connect call failed" in lowered:
+            return "connection refused"
+        if "name or service not known" in lowered or "nodename nor servname" in lowered:
+            return "host name not found"
+        return f"cannot connect: {text[:120]}"
     if isinstance(exc, httpx.RemoteProtocolError):
         return "the connection was closed without an answer"
     return text[:120]
@@ -205,7 +211,7 @@ def status_error(service: str, response: httpx.Response, what: str, fix: str) ->
     elif status == 404:
         kind = NotFoundError
     elif status in _RETRYABLE_STATUS:
-        kind = ServiceUnreachable
+        kind = ServiceUnavailable
     else:
         kind = ApiError
     return kind(service, what, fix=fix, status=status, server_message=server_message(response))

@@ -51,7 +51,9 @@ def one_line(value: object) -> str:
     return " ".join(clean_text(value).split())
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~&:@-])")
+# Characters that start inline Markdown or HTML mid-line. Values never begin a line (they
+# follow `| ` or `**Field**: `), so block markers such as `#`, `-` and `+` need no escape.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
 def inline(value: object) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from bugsink_sync.bugsink import BugsinkClient, Feature, Issue, Project, ResolveOutcome
 from bugsink_sync.config import ConfigError, ProjectConfig, SyncConfig
 from bugsink_sync.gitea import GiteaClient, Label
-from bugsink_sync.http import AuthError, ServiceError, ServiceUnreachable
+from bugsink_sync.http import AuthError, ServiceError, ServiceUnavailable
 from bugsink_sync.render import DEFAULT_BODY_BUDGET, render_issue
 from bugsink_sync.state import StateError, StateStore, SyncRecord
 
@@ -162,7 +162,7 @@ def _fatal(exc: Exception) -> bool:
     """Errors that will hit every later call too, so the run stops instead of repeating them."""
     if isinstance(exc, (AuthError, StateError)):
         return True
-    return isinstance(exc, ServiceUnreachable) and exc.status is None
+    return isinstance(exc, ServiceUnavailable) and exc.status is None
 
 
 class SyncRun:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from bugsink_sync.bugsink import BugsinkClient, Feature, ResolveOutcome
-from bugsink_sync.http import AuthError, NotFoundError, ServiceUnreachable
+from bugsink_sync.http import AuthError, NotFoundError, ServiceUnavailable
 from tests.lab.bugsink import (
     BugsinkProject,
     BugsinkServer,
@@ -114,7 +114,7 @@ async def test_bad_token_and_unknown_issue(bugsink: BugsinkServer) -> None:
 
 async def test_unreachable_server_is_named_with_the_fix() -> None:
     async with BugsinkClient("http://127.0.0.1:1", "0" * 40, timeout=2) as nowhere:
-        with pytest.raises(ServiceUnreachable) as err:
+        with pytest.raises(ServiceUnavailable) as err:
             await nowhere.check_token()
     assert str(err.value).startswith("Bugsink: checking the token at http://127.0.0.1:1 failed")
     assert "BUGSINK_URL" in str(err.value)

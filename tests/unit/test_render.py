@@ -86,12 +86,12 @@ def test_body_follows_the_seed_template() -> None:
     assert "- **First Seen**: 2026-01-13 18:24:22 UTC" in body
     assert "- **Last Seen**: 2026-01-16 05:03:02 UTC" in body
     assert "- **Total Occurrences**: 4" in body
-    assert "- **URL**: GET https\\://shop.example.org/" in body
+    assert "- **URL**: GET https://shop.example.org/" in body
     assert "<details>\n<summary>Click to expand</summary>" in body
     assert 'File "shop/checkout.py", line 126, in confirm' in body
     assert "During handling of the above exception" in body
     assert f"**Bugsink Issue**: {URL}" in body
-    assert "**Project**: shop\\-test" in body
+    assert "**Project**: shop-test" in body
     assert find_marker(body) == UUID
 
 

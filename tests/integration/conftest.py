@@ -1,1 +1,0 @@
-from tests.lab.bugsink_fixtures import *  # noqa: F403
