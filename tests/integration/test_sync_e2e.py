@@ -18,7 +18,7 @@ from bugsink_sync.connections import connect
 from bugsink_sync.render import find_marker
 from bugsink_sync.state import KEY_PREFIX, SyncRecord
 from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, run_sync
-from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events
+from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events, start_bugsink
 from tests.lab.gitea.fixtures import GiteaRepoFixture
 
 pytestmark = pytest.mark.bugsink
@@ -264,3 +264,23 @@ async def test_bad_bugsink_token_stops_the_run_with_the_fix(
     assert "401" in message and "create_auth_token" in message
     assert "f" * 40 not in message
     assert gitea_issues(gitea) == []
+
+
+async def test_old_bugsink_without_resolve_still_syncs_and_says_so(
+    gitea: GiteaRepoFixture, tmp_path: Path
+) -> None:
+    with start_bugsink("2.0.11") as old:
+        project = old.create_project("legacy-shop")
+        send_events(project.dsn, ["zero_div", "key_error"], version="2.0.11")
+        settings = make_settings(old, gitea, tmp_path, [project.slug])
+
+        report = await sync(settings)
+
+        assert (report.synced, report.failed) == (2, 0)
+        assert len(gitea_issues(gitea)) == 2
+        (notice,) = report.notices
+        assert "cannot resolve issues through its API (added in 2.2.1)" in notice
+        assert len(old.list_issues(project.id)) == 2  # still unresolved, as it must be
+        again = await sync(settings)
+        assert (again.synced, again.skipped, again.failed) == (0, 2, 0)
+        assert len(gitea_issues(gitea)) == 2
