@@ -9,9 +9,10 @@ import sys
 from collections.abc import Sequence
 
 from bugsink_sync.config import ConfigError, Settings, load_settings
-from bugsink_sync.connections import connect
+from bugsink_sync.job import sync_once
 from bugsink_sync.logs import setup_logging
-from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, run_sync
+from bugsink_sync.service.server import serve
+from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport
 
 EXIT_OK = 0
 EXIT_ABORTED = 1  # a service refused or went away
@@ -31,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would be created; change nothing"
     )
     sync.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    serve = commands.add_parser("serve", help="run the scheduled worker and the admin API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     return parser
 
 
@@ -54,14 +58,13 @@ def _print_report(report: SyncReport) -> None:
 
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     options = SyncOptions(dry_run=args.dry_run, project=args.project)
-    async with connect(settings, read_only=args.dry_run) as c:
-        try:
-            report = await run_sync(c.bugsink, c.gitea, c.store, c.config, options)
-        except SyncAborted as aborted:
-            if args.json:
-                print(json.dumps(aborted.report.to_dict(), ensure_ascii=False))
-            print(f"bugsink-sync: {aborted.cause}", file=sys.stderr)
-            return EXIT_ABORTED
+    try:
+        report = await sync_once(settings, options)
+    except SyncAborted as aborted:
+        if args.json:
+            print(json.dumps(aborted.report.to_dict(), ensure_ascii=False))
+        print(f"bugsink-sync: {aborted.cause}", file=sys.stderr)
+        return EXIT_ABORTED
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
     else:
@@ -85,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
         setup_logging(settings.log_format, args.verbose)
+        if args.command == "serve":
+            serve(settings, args.host, args.port)
+            return EXIT_OK
         refusal = _refuse_disabled(settings, args)
         if refusal:
             print(f"bugsink-sync: {refusal}", file=sys.stderr)

@@ -150,11 +150,13 @@ class Settings(BaseSettings):
     gitea_owner: str = Field(min_length=1, validation_alias="GITEA_OWNER")
     gitea_repo: str = Field(min_length=1, validation_alias="GITEA_REPO")
     enabled: bool = Field(default=False, validation_alias="BUGSINK_SYNC_ENABLED")
-    interval_minutes: int = Field(
-        default=15, ge=1, le=24 * 60, validation_alias="BUGSINK_SYNC_INTERVAL"
+    # Minutes; fractions are allowed (0.05 = 3 s), which the tests use for quick schedules.
+    interval_minutes: float = Field(
+        default=15, gt=0, le=24 * 60, validation_alias="BUGSINK_SYNC_INTERVAL"
     )
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
     state_db: int = Field(default=15, ge=0, le=15, validation_alias="BUGSINK_SYNC_STATE_DB")
+    queue_db: int = Field(default=1, ge=0, le=15, validation_alias="BUGSINK_SYNC_QUEUE_DB")
     sqlite_path: Path = Field(
         default_factory=_default_sqlite_path, validation_alias="BUGSINK_SYNC_SQLITE_PATH"
     )
@@ -162,6 +164,16 @@ class Settings(BaseSettings):
     http_timeout: float = Field(default=30.0, gt=0, le=600, validation_alias="BUGSINK_SYNC_TIMEOUT")
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias="BUGSINK_SYNC_LOG_FORMAT"
+    )
+    jwt_secret: SecretStr | None = Field(default=None, validation_alias="JWT_SECRET")
+    jwt_role_claim: str = Field(
+        default="role", min_length=1, validation_alias="BUGSINK_SYNC_JWT_ROLE_CLAIM"
+    )
+    jwt_admin_value: str = Field(
+        default="admin", min_length=1, validation_alias="BUGSINK_SYNC_JWT_ADMIN_VALUE"
+    )
+    shutdown_timeout: float = Field(
+        default=60, gt=0, le=3600, validation_alias="BUGSINK_SYNC_SHUTDOWN_TIMEOUT"
     )
 
     @field_validator("bugsink_url", "gitea_url")
@@ -177,6 +189,20 @@ class Settings(BaseSettings):
         if not re.match(r"^(redis|rediss|unix)://", value.strip()):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value.strip()
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (HS256 needs a long random key)")
+        return value
+
+    @property
+    def interval_seconds(self) -> float:
+        """The schedule's period in seconds."""
+        return self.interval_minutes * 60
 
     @field_validator("bugsink_token", "gitea_api_token")
     @classmethod
@@ -202,6 +228,11 @@ _ENV_NAMES = {
     "config_file": "BUGSINK_SYNC_CONFIG",
     "http_timeout": "BUGSINK_SYNC_TIMEOUT",
     "log_format": "BUGSINK_SYNC_LOG_FORMAT",
+    "queue_db": "BUGSINK_SYNC_QUEUE_DB",
+    "jwt_secret": "JWT_SECRET",
+    "jwt_role_claim": "BUGSINK_SYNC_JWT_ROLE_CLAIM",
+    "jwt_admin_value": "BUGSINK_SYNC_JWT_ADMIN_VALUE",
+    "shutdown_timeout": "BUGSINK_SYNC_SHUTDOWN_TIMEOUT",
 }
 
 

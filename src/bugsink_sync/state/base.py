@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 KEY_PREFIX = "bugsink:synced:"
+META_PREFIX = "bugsink-sync:"  # Redis keys of small service facts, e.g. bugsink-sync:last_run
 
 
 class StateError(Exception):
@@ -86,6 +87,14 @@ class StateStore(Protocol):
 
     def items(self) -> AsyncIterator[tuple[str, SyncRecord]]:
         """Every (uuid, record), in no particular order."""
+        ...
+
+    async def get_meta(self, name: str) -> str | None:
+        """A small named value kept beside the records (e.g. the last run)."""
+        ...
+
+    async def set_meta(self, name: str, value: str) -> None:
+        """Store a small named value."""
         ...
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from bugsink_sync.state.base import KEY_PREFIX, StateError, SyncRecord
+from bugsink_sync.state.base import KEY_PREFIX, META_PREFIX, StateError, SyncRecord
 
 _FIX = "check REDIS_URL and that Redis is running (or unset REDIS_URL to use an SQLite file)"
 
@@ -64,6 +64,21 @@ class RedisStore:
             record = await self.get(key)
             if record is not None:
                 yield key, record
+
+    async def get_meta(self, name: str) -> str | None:
+        """A small named value kept beside the records (e.g. the last run)."""
+        try:
+            raw = await self._redis.get(META_PREFIX + name)
+        except RedisError as exc:
+            raise self._fail("reading", exc) from exc
+        return None if raw is None else (raw.decode() if isinstance(raw, bytes) else str(raw))
+
+    async def set_meta(self, name: str, value: str) -> None:
+        """Store a small named value."""
+        try:
+            await self._redis.set(META_PREFIX + name, value)
+        except RedisError as exc:
+            raise self._fail("writing", exc) from exc
 
     async def _keys(self) -> AsyncIterator[str]:
         try:

@@ -12,7 +12,10 @@ from pathlib import Path
 
 from bugsink_sync.state.base import StateError, SyncRecord
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS synced (issue_uuid TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS synced (issue_uuid TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+)
 
 
 class SqliteStore:
@@ -39,7 +42,7 @@ class SqliteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(path, isolation_level=None, timeout=30)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(_SCHEMA)
+        db.executescript(_SCHEMA)
         return db
 
     def _query(self, sql: str, *args: str) -> list[tuple[str, ...]]:
@@ -57,14 +60,26 @@ class SqliteStore:
 
     async def put(self, issue_uuid: str, record: SyncRecord) -> None:
         """Record (or overwrite) the mapping of a Bugsink issue."""
+        self._upsert("synced", "issue_uuid", issue_uuid, record.to_json())
+
+    def _upsert(self, table: str, key_column: str, key: str, value: str) -> None:
         if self._db is None:
             raise StateError(f"SQLite: {self.path} is open read-only")
         self._query(
-            "INSERT INTO synced (issue_uuid, value) VALUES (?, ?) "
-            "ON CONFLICT(issue_uuid) DO UPDATE SET value = excluded.value",
-            issue_uuid,
-            record.to_json(),
+            f"INSERT INTO {table} ({key_column}, value) VALUES (?, ?) "  # noqa: S608 (fixed names)
+            f"ON CONFLICT({key_column}) DO UPDATE SET value = excluded.value",
+            key,
+            value,
         )
+
+    async def get_meta(self, name: str) -> str | None:
+        """A small named value kept beside the records (e.g. the last run)."""
+        rows = self._query("SELECT value FROM meta WHERE name = ?", name)
+        return rows[0][0] if rows else None
+
+    async def set_meta(self, name: str, value: str) -> None:
+        """Store a small named value."""
+        self._upsert("meta", "name", name, value)
 
     async def delete(self, issue_uuid: str) -> bool:
         """Forget a mapping; True if there was one."""
