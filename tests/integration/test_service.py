@@ -14,6 +14,7 @@ import httpx
 import jwt
 import pytest
 import redis
+from bullmq import Queue
 
 from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events
 from tests.lab.gitea.fixtures import GiteaRepoFixture
@@ -321,3 +322,26 @@ def test_without_redis_an_in_process_schedule_runs_and_triggers_coalesce(
     assert status["total_synced"] == 1 and status["last_run"] is not None
     assert (tmp_path / "state.sqlite3").exists()
     assert os.path.getsize(tmp_path / "state.sqlite3") > 0
+
+
+def test_registering_the_schedule_at_every_start_is_idempotent(start: Start) -> None:
+    async def scheduler_state() -> tuple[int, int]:
+        queue = Queue("bugsink-sync", {"connection": f"redis://127.0.0.1:6379/{QUEUE_DB}"})
+        try:
+            count = await queue.getJobSchedulersCount()
+            scheduler = await queue.getJobScheduler("bugsink-sync-every")
+            return count, int(scheduler["next"])
+        finally:
+            await queue.close()
+
+    first = start()
+    wait_for(lambda: len(first.runs()) == 1, 20, "the start-up run")
+    before = asyncio.run(scheduler_state())
+    assert first.terminate() == 0
+    second = start()
+    time.sleep(1)
+    after = asyncio.run(scheduler_state())
+
+    assert before[0] == after[0] == 1
+    assert after[1] == before[1]  # same next run: no extra run, no reset cadence
+    assert second.runs() == []
