@@ -172,6 +172,7 @@ class Settings(BaseSettings):
     jwt_admin_value: str = Field(
         default="admin", min_length=1, validation_alias="BUGSINK_SYNC_JWT_ADMIN_VALUE"
     )
+    lock_wait: float = Field(default=60, ge=0, le=3600, validation_alias="BUGSINK_SYNC_LOCK_WAIT")
     shutdown_timeout: float = Field(
         default=60, gt=0, le=3600, validation_alias="BUGSINK_SYNC_SHUTDOWN_TIMEOUT"
     )
@@ -233,6 +234,7 @@ _ENV_NAMES = {
     "jwt_role_claim": "BUGSINK_SYNC_JWT_ROLE_CLAIM",
     "jwt_admin_value": "BUGSINK_SYNC_JWT_ADMIN_VALUE",
     "shutdown_timeout": "BUGSINK_SYNC_SHUTDOWN_TIMEOUT",
+    "lock_wait": "BUGSINK_SYNC_LOCK_WAIT",
 }
 
 

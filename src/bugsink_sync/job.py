@@ -7,11 +7,19 @@ from __future__ import annotations
 
 from bugsink_sync.config import Settings
 from bugsink_sync.connections import connect
-from bugsink_sync.sync import SyncOptions, SyncReport, run_sync
+from bugsink_sync.state import StateError
+from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, run_sync
 
 
 async def sync_once(settings: Settings, options: SyncOptions | None = None) -> SyncReport:
-    """Open clients and store, run one sync, close them; raises SyncAborted or ConfigError."""
+    """Open clients and store, take the run lock, run one sync, close them; raises
+    SyncAborted or ConfigError."""
     options = options or SyncOptions()
     async with connect(settings, read_only=options.dry_run) as c:
-        return await run_sync(c.bugsink, c.gitea, c.store, c.config, options)
+        if options.dry_run:  # reads only: no need to wait for a running sync
+            return await run_sync(c.bugsink, c.gitea, c.store, c.config, options)
+        try:
+            async with c.store.lock(settings.lock_wait) as lock:
+                return await run_sync(c.bugsink, c.gitea, c.store, c.config, options, lock)
+        except StateError as exc:  # the lock could not be had: nothing was done
+            raise SyncAborted(SyncReport(error=str(exc)), exc) from exc

@@ -7,6 +7,7 @@ run wires them to clients and a store that the caller passes in.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,11 +17,12 @@ from enum import StrEnum
 from typing import Any
 
 from bugsink_sync.bugsink import BugsinkClient, Feature, Issue, Project, ResolveOutcome
-from bugsink_sync.config import ConfigError, ProjectConfig, SyncConfig
+from bugsink_sync.config import SOURCE_LABEL, ConfigError, ProjectConfig, SyncConfig
 from bugsink_sync.gitea import GiteaClient, Label
+from bugsink_sync.gitea import Issue as GiteaIssue
 from bugsink_sync.http import AuthError, ServiceError, ServiceUnavailable
-from bugsink_sync.render import DEFAULT_BODY_BUDGET, render_issue
-from bugsink_sync.state import StateError, StateStore, SyncRecord
+from bugsink_sync.render import DEFAULT_BODY_BUDGET, find_marker, render_issue
+from bugsink_sync.state import INITIALISED, RunLock, StateError, StateStore, SyncRecord, iso_utc
 
 log = logging.getLogger("bugsink_sync.sync")
 
@@ -59,6 +61,7 @@ class SyncReport:
     duration_ms: int = 0
     dry_run: bool = False
     created: list[CreatedIssue] = field(default_factory=list)
+    recovered: list[CreatedIssue] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
     error: str | None = None
@@ -158,6 +161,9 @@ class SyncOptions:
     body_budget: int = DEFAULT_BODY_BUDGET
 
 
+MAX_CONSECUTIVE_FAILURES = 5
+
+
 def _fatal(exc: Exception) -> bool:
     """Errors that will hit every later call too, so the run stops instead of repeating them."""
     if isinstance(exc, (AuthError, StateError)):
@@ -165,8 +171,33 @@ def _fatal(exc: Exception) -> bool:
     return isinstance(exc, ServiceUnavailable) and exc.status is None
 
 
+def marker_index(issues: Iterable[GiteaIssue]) -> dict[str, GiteaIssue]:
+    """Bugsink issue UUID -> the Gitea issue whose body carries its marker (oldest wins)."""
+    index: dict[str, GiteaIssue] = {}
+    for issue in sorted(issues, key=lambda i: i.number):
+        uuid = find_marker(issue.body)
+        if uuid:
+            index.setdefault(uuid, issue)
+    return index
+
+
+def project_of(body: str) -> str:
+    """The project slug from a body's footer (`**Project**: slug`), if it has one."""
+    for line in reversed(body.splitlines()):
+        if line.startswith("**Project**: "):
+            return line.removeprefix("**Project**: ").strip().replace("\\", "")
+    return ""
+
+
 class SyncRun:
-    """One run over injected clients and store."""
+    """One run over injected clients and store.
+
+    Crash safety: before a Gitea issue is created its intent is stored, and the issue carries
+    a marker with the Bugsink UUID. Whenever the outcome of a create is unclear (an intent
+    left by a crash, a lost answer, a store that lost its data) the marker index, built by
+    listing the repository's issues, says whether the issue exists: it is adopted, never
+    created twice. A Bugsink issue is resolved only after its mapping is recorded.
+    """
 
     def __init__(
         self,
@@ -175,15 +206,20 @@ class SyncRun:
         store: StateStore,
         config: SyncConfig,
         options: SyncOptions = SyncOptions(),
+        lock: RunLock | None = None,
     ) -> None:
         self.bugsink = bugsink
         self.gitea = gitea
         self.store = store
         self.config = config
         self.options = options
+        self.lock = lock
         self.report = SyncReport(dry_run=options.dry_run)
         self._label_ids: dict[str, int] = {}
         self._can_resolve = True
+        self._index: dict[str, GiteaIssue] | None = None
+        self._failures_in_a_row = 0
+        self._regressions = 0
 
     async def run(self) -> SyncReport:
         """Sync every selected project; raise SyncAborted if a service stops the run."""
@@ -191,10 +227,14 @@ class SyncRun:
         try:
             selected = select_projects(self.config, self.options.project)
             await self._check_server()
+            first_use = await self.store.get_meta(INITIALISED) is None
             projects = await self._bugsink_projects(selected)
             await self._prepare_labels([p for p, _ in projects])
+            if not self.options.dry_run:
+                await self._reconcile(first_use)
             for project, bugsink_project in projects:
                 await self._sync_project(project, bugsink_project)
+            self._say_regressions()
         except (ServiceError, StateError) as exc:
             self.report.error = str(exc)
             raise SyncAborted(self._finish(started), exc) from exc
@@ -223,15 +263,16 @@ class SyncRun:
         ignored = sorted(set(by_slug) - configured)
         if ignored and self.options.project is None:
             log.info("Bugsink projects not configured, left alone: %s", ", ".join(ignored))
-        pairs = []
+        pairs = [(p, by_slug[p.slug]) for p in selected if p.slug in by_slug]
         for project in selected:
-            if project.slug in by_slug:
-                pairs.append((project, by_slug[project.slug]))
-            else:
-                self.report.notice(
-                    f"Bugsink has no project {project.slug!r} (or the token cannot see it); "
-                    "check the slug in the configuration"
-                )
+            if project.slug not in by_slug:
+                self.report.notice(missing_project_notice(project.slug, sorted(by_slug)))
+        if not pairs:
+            raise ConfigError(
+                "none of the configured projects exists in Bugsink (or the token cannot see "
+                f"them); Bugsink has: {', '.join(sorted(by_slug)) or 'no projects'}. Fix the "
+                "slugs in BUGSINK_SYNC_CONFIG"
+            )
         return pairs
 
     async def _prepare_labels(self, projects: Sequence[ProjectConfig]) -> None:
@@ -241,12 +282,73 @@ class SyncRun:
         missing = labels_to_create(wanted, existing)
         if self.options.dry_run:
             for name in missing:
-                self.report.notice(f"would create Gitea label {name!r}")
+                log.info("would create Gitea label %r", name)
         else:
             for name, colour in missing.items():
                 existing.append(await self.gitea.create_label(name, colour))
                 log.info("created Gitea label %r (%s)", name, colour)
         self._label_ids = label_ids(names, existing)
+
+    # --- reconciliation ---------------------------------------------------------------------
+
+    async def _markers(self, *, refresh: bool = False) -> dict[str, GiteaIssue]:
+        """The marker index, listed from Gitea once per run (again after an unclear create)."""
+        if self._index is None or refresh:
+            issues = [i async for i in self.gitea.issues(labels=[SOURCE_LABEL], state="all")]
+            self._index = marker_index(issues)
+        return self._index
+
+    async def _reconcile(self, first_use: bool) -> None:
+        """Settle what an earlier run left unclear, before creating anything."""
+        if first_use:
+            await self._rebuild_if_lost()
+            await self.store.set_meta(INITIALISED, iso_utc(datetime.now(UTC)))
+        for uuid in await self.store.pending():
+            found = (await self._markers()).get(uuid)
+            if await self.store.get(uuid) is not None:
+                await self.store.clear_pending(uuid)
+            elif found is not None:
+                await self._adopt(uuid, found, project_of(found.body))
+            else:
+                await self.store.clear_pending(uuid)  # never reached Gitea: create it anew
+
+    async def _rebuild_if_lost(self) -> None:
+        """An empty store while Gitea holds our issues means the state was lost: restore it
+        from the markers before anything is created."""
+        index = await self._markers()
+        restored = 0
+        for uuid, issue in index.items():
+            if await self.store.get(uuid) is None:
+                record = SyncRecord(
+                    issue.number, _created(issue), project_of(issue.body), issue.title
+                )
+                await self.store.put(uuid, record)
+                restored += 1
+        if restored:
+            self.report.notice(
+                f"the state store ({self.store.description}) was empty although Gitea holds "
+                f"{len(index)} issue(s) made by bugsink-sync: restored {restored} mapping(s) "
+                "from their markers"
+            )
+
+    async def _adopt(self, uuid: str, issue: GiteaIssue, project: str) -> None:
+        """Record an issue found by its marker instead of creating another."""
+        await self.store.complete(
+            uuid, SyncRecord(issue.number, datetime.now(UTC), project, issue.title)
+        )
+        self.report.recovered.append(
+            CreatedIssue(
+                uuid,
+                project,
+                issue.title,
+                [label.name for label in issue.labels],
+                issue.number,
+                issue.html_url,
+            )
+        )
+        log.warning("found Gitea issue #%d for %s by its marker: recorded it", issue.number, uuid)
+
+    # --- the issues -------------------------------------------------------------------------
 
     async def _sync_project(self, project: ProjectConfig, bugsink_project: Project) -> None:
         async for page in self.bugsink.unresolved_issues(bugsink_project.id):
@@ -259,17 +361,29 @@ class SyncRun:
             if decision is Decision.CREATE:
                 await self._create(project, issue)
                 self.report.synced += 1
-            elif decision is Decision.RESOLVE_AGAIN:
-                await self._resolve(issue)
-                self.report.skipped += 1
             else:
+                if decision is Decision.RESOLVE_AGAIN:
+                    await self._resolve(issue)
+                else:
+                    self._regressions += 1
                 self.report.skipped += 1
+            self._failures_in_a_row = 0
         except (ServiceError, StateError) as exc:
             if _fatal(exc):
                 raise
-            self.report.failed += 1
-            self.report.failures.append(Failure(issue.id, project.slug, str(exc)))
-            log.error("issue %s of %s failed: %s", issue.id, project.slug, exc)
+            self._count_failure(project, issue, exc)
+
+    def _count_failure(self, project: ProjectConfig, issue: Issue, exc: Exception) -> None:
+        self.report.failed += 1
+        self.report.failures.append(Failure(issue.id, project.slug, str(exc)))
+        log.error("issue %s of %s failed: %s", issue.id, project.slug, exc)
+        self._failures_in_a_row += 1
+        if self._failures_in_a_row >= MAX_CONSECUTIVE_FAILURES and isinstance(exc, ServiceError):
+            raise ServiceUnavailable(
+                exc.service,
+                f"{self._failures_in_a_row} issues in a row failed; stopping this run",
+                fix=exc.fix,
+            ) from exc
 
     async def _create(self, project: ProjectConfig, issue: Issue) -> None:
         event = await self.bugsink.latest_event(issue.id)
@@ -281,20 +395,45 @@ class SyncRun:
             body_budget=self.options.body_budget,
         )
         names = self.config.labels_for(project)
-        created = CreatedIssue(issue.id, project.slug, rendered.title, names)
-        self.report.created.append(created)
+        existing = (await self._markers()).get(issue.id)
         if self.options.dry_run:
+            found = CreatedIssue(issue.id, project.slug, rendered.title, names)
+            (self.report.created if existing is None else self.report.recovered).append(found)
             return
-        ids = [self._label_ids[name] for name in names if name in self._label_ids]
-        gitea_issue = await self.gitea.create_issue(rendered.title, rendered.body, ids)
-        created.gitea_number, created.url = gitea_issue.number, gitea_issue.html_url
-        await self.store.put(
-            issue.id,
-            SyncRecord(gitea_issue.number, datetime.now(UTC), project.slug, gitea_issue.title),
-        )
-        log.info("created Gitea issue #%d for %s: %s", gitea_issue.number, issue.id, rendered.title)
-        await self._repair_labels(gitea_issue.number, ids, gitea_issue.labels)
+        if existing is not None:  # made by a run whose record was lost: adopt it
+            await self._adopt(issue.id, existing, project.slug)
+        else:
+            existing = await self._create_once(project, issue, rendered.title, rendered.body, names)
+            await self._repair_labels(existing.number, self._ids(names), existing.labels)
         await self._resolve(issue)
+
+    def _ids(self, names: Sequence[str]) -> list[int]:
+        return [self._label_ids[name] for name in names if name in self._label_ids]
+
+    async def _create_once(
+        self, project: ProjectConfig, issue: Issue, title: str, body: str, names: list[str]
+    ) -> GiteaIssue:
+        """Intent, create, record. An unclear create is looked up by its marker, not repeated."""
+        if self.lock is not None:
+            self.lock.check()
+        await self.store.mark_pending(issue.id, project.slug)
+        try:
+            created = await self.gitea.create_issue(title, body, self._ids(names))
+        except ServiceUnavailable:
+            found = (await self._markers(refresh=True)).get(issue.id)
+            if found is None:
+                raise  # not in Gitea: the intent stays, the next run creates it
+            await self._adopt(issue.id, found, project.slug)
+            return found
+        record = SyncRecord(created.number, datetime.now(UTC), project.slug, created.title)
+        await self.store.complete(issue.id, record)
+        if self._index is not None:
+            self._index[issue.id] = created
+        self.report.created.append(
+            CreatedIssue(issue.id, project.slug, title, names, created.number, created.html_url)
+        )
+        log.info("created Gitea issue #%d for %s: %s", created.number, issue.id, title)
+        return created
 
     async def _repair_labels(self, number: int, sent: list[int], applied: list[Label]) -> None:
         """Gitea drops label ids it will not apply without an error: add them again, and say so
@@ -310,6 +449,7 @@ class SyncRun:
             )
 
     async def _resolve(self, issue: Issue) -> None:
+        """Resolve in Bugsink; only ever called once the mapping is recorded."""
         if self.options.dry_run or not self._can_resolve:
             return
         try:
@@ -322,6 +462,27 @@ class SyncRun:
             self._can_resolve = False
             self.report.notice("this Bugsink cannot resolve issues through its API")
 
+    def _say_regressions(self) -> None:
+        if self._regressions:
+            self.report.notice(
+                f"{self._regressions} synced issue(s) have had new events since they were "
+                "synced (regressions); their Gitea issues were left as they are"
+            )
+
+
+def _created(issue: GiteaIssue) -> datetime:
+    return issue.created_at.astimezone(UTC) if issue.created_at else datetime.now(UTC)
+
+
+def missing_project_notice(slug: str, available: Sequence[str]) -> str:
+    """Say that a configured project is missing, with the closest slug Bugsink has."""
+    close = difflib.get_close_matches(slug, available, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return (
+        f"Bugsink has no project {slug!r} (or the token cannot see it){hint} "
+        "Check the slug in BUGSINK_SYNC_CONFIG"
+    )
+
 
 async def run_sync(
     bugsink: BugsinkClient,
@@ -329,6 +490,7 @@ async def run_sync(
     store: StateStore,
     config: SyncConfig,
     options: SyncOptions = SyncOptions(),
+    lock: RunLock | None = None,
 ) -> SyncReport:
     """Run one sync and return its report (raises SyncAborted when it cannot complete)."""
-    return await SyncRun(bugsink, gitea, store, config, options).run()
+    return await SyncRun(bugsink, gitea, store, config, options, lock).run()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -27,6 +29,7 @@ class Issue(_Model):
     state: str = "open"
     html_url: str = ""
     labels: list[Label] = Field(default_factory=list)
+    created_at: datetime | None = None
 
 
 class Repository(_Model):

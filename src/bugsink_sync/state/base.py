@@ -7,17 +7,40 @@ Redis), holding the same JSON value per Bugsink issue UUID.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 KEY_PREFIX = "bugsink:synced:"
+PENDING_PREFIX = "bugsink:pending:"  # intent written before a Gitea issue is created
 META_PREFIX = "bugsink-sync:"  # Redis keys of small service facts, e.g. bugsink-sync:last_run
+INITIALISED = "initialised"  # meta key: set once the store has been used (see sync.py)
 
 
 class StateError(Exception):
     """The state store cannot be read or written; the message names the store and the fix."""
+
+
+class LockBusy(StateError):
+    """Another sync holds the run lock and did not let go in time."""
+
+
+class RunLock(Protocol):
+    """The run lock while it is held. `check()` raises StateError once it has been lost
+    (e.g. Redis went away and the lock expired), so the holder stops creating issues."""
+
+    def check(self) -> None:
+        """Raise StateError if this process no longer holds the lock."""
+        ...
+
+
+def holder_id() -> str:
+    """Who holds a lock: host, process id and since when, for messages."""
+    return f"{socket.gethostname()} pid {os.getpid()} since {iso_utc(datetime.now(UTC))}"
 
 
 @dataclass(frozen=True)
@@ -87,6 +110,29 @@ class StateStore(Protocol):
 
     def items(self) -> AsyncIterator[tuple[str, SyncRecord]]:
         """Every (uuid, record), in no particular order."""
+        ...
+
+    async def mark_pending(self, issue_uuid: str, project: str) -> None:
+        """Note, before creating its Gitea issue, that a Bugsink issue is being synced; until
+        `complete` clears it, the outcome is unclear and must be reconciled, not repeated."""
+        ...
+
+    async def pending(self) -> list[str]:
+        """Bugsink issue UUIDs whose creation may or may not have happened."""
+        ...
+
+    async def complete(self, issue_uuid: str, record: SyncRecord) -> None:
+        """Record the mapping and clear the intent, together."""
+        ...
+
+    async def clear_pending(self, issue_uuid: str) -> None:
+        """Drop an intent (its outcome is settled)."""
+        ...
+
+    def lock(self, wait_seconds: float) -> AbstractAsyncContextManager[RunLock]:
+        """Hold the run lock (one sync at a time across processes); wait up to
+        `wait_seconds` for it, then raise LockBusy naming the holder. A holder that dies
+        loses it: at once for SQLite (file lock), after its expiry for Redis."""
         ...
 
     async def get_meta(self, name: str) -> str | None:
