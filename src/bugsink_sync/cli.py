@@ -1,4 +1,4 @@
-"""The `bugsink-sync` command."""
+"""The `bugsink-sync` command: sync, serve, and the state tools."""
 
 from __future__ import annotations
 
@@ -6,17 +6,22 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from bugsink_sync.config import ConfigError, Settings, load_settings
+from bugsink_sync.connections import connect
+from bugsink_sync.http import ServiceError
 from bugsink_sync.job import sync_once
 from bugsink_sync.logs import setup_logging
-from bugsink_sync.service.server import serve
-from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport
+from bugsink_sync.state import StateError, SyncRecord, iso_utc
+from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, rebuild_state
 
 EXIT_OK = 0
 EXIT_ABORTED = 1  # a service refused or went away
 EXIT_CONFIG = 2  # configuration or usage
+
+Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the scheduled worker and the admin API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    state = commands.add_parser("state", help="inspect or repair the sync state")
+    tools = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
+    listing = tools.add_parser("list", help="every recorded mapping")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    show = tools.add_parser("show", help="the mapping of one Bugsink issue")
+    show.add_argument("uuid", help="the Bugsink issue UUID")
+    forget = tools.add_parser("forget", help="delete the mapping of one Bugsink issue")
+    forget.add_argument("uuid", help="the Bugsink issue UUID")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    tools.add_parser("rebuild", help="rebuild the mapping from the Gitea issues' markers")
     return parser
+
+
+# --- sync ---------------------------------------------------------------------------------
 
 
 def _print_report(report: SyncReport) -> None:
@@ -46,17 +64,36 @@ def _print_report(report: SyncReport) -> None:
             number = f"#{item.gitea_number} " if item.gitea_number is not None else ""
             link = f"  {item.url}" if item.url else ""
             print(f"  {number}{item.title}  [{', '.join(item.labels)}]{link}")
+    if report.recovered:
+        verb = "Would record" if report.dry_run else "Recorded"
+        print(f"{verb} {len(report.recovered)} existing Gitea issue(s) found by their marker:")
+        for item in report.recovered:
+            print(f"  #{item.gitea_number} {item.title}")
     for failure in report.failures:
         print(f"failed: {failure.project} {failure.bugsink_id}: {failure.reason}")
     s = report.summary()
-    prefix = "dry run: " if report.dry_run else ""
-    print(
-        f"{prefix}synced {s['synced']}, skipped {s['skipped']}, failed {s['failed']} "
-        f"in {s['duration_ms']} ms"
+    counts = f"skipped {s['skipped']}, failed {s['failed']} in {s['duration_ms']} ms"
+    if report.dry_run:
+        print(f"dry run: would sync {s['synced']}, {counts}")
+    else:
+        print(f"synced {s['synced']}, {counts}")
+
+
+def _refuse_disabled(settings: Settings, args: argparse.Namespace) -> str | None:
+    if settings.enabled or args.dry_run:
+        return None
+    return (
+        "sync is disabled: BUGSINK_SYNC_ENABLED is not true. Set BUGSINK_SYNC_ENABLED=true "
+        "where this should sync (the design enables it on the test/staging server only), "
+        "or preview with --dry-run"
     )
 
 
 async def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    refusal = _refuse_disabled(settings, args)
+    if refusal:
+        print(f"bugsink-sync: {refusal}", file=sys.stderr)
+        return EXIT_CONFIG
     options = SyncOptions(dry_run=args.dry_run, project=args.project)
     try:
         report = await sync_once(settings, options)
@@ -72,14 +109,75 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuse_disabled(settings: Settings, args: argparse.Namespace) -> str | None:
-    if settings.enabled or args.dry_run:
-        return None
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Runs in the main thread, outside any event loop: uvicorn installs signal handlers."""
+    # Imported here: the web stack costs ~0.2 s that one-shot `sync` runs need not pay.
+    from bugsink_sync.service.server import serve
+
+    serve(settings, args.host, args.port)
+    return EXIT_OK
+
+
+# --- state tools ------------------------------------------------------------------------------
+
+
+def _record_line(uuid: str, record: SyncRecord) -> str:
     return (
-        "sync is disabled: BUGSINK_SYNC_ENABLED is not true. Set BUGSINK_SYNC_ENABLED=true "
-        "where this should sync (the seed enables it on the test/staging server only), "
-        "or preview with --dry-run"
+        f"{uuid}  #{record.gitea_issue_number}  {record.project}  "
+        f"{iso_utc(record.synced_at)}  {record.title}"
     )
+
+
+async def _state(settings: Settings, args: argparse.Namespace) -> int:
+    async with connect(settings) as c:
+        if args.state_command == "list":
+            async for uuid, entry in c.store.items():
+                if args.json:
+                    print(json.dumps({"bugsink_issue": uuid, **json.loads(entry.to_json())}))
+                else:
+                    print(_record_line(uuid, entry))
+            return EXIT_OK
+        if args.state_command == "rebuild":
+            found, written = await rebuild_state(c.gitea, c.store)
+            print(
+                f"found {found} Gitea issue(s) with a bugsink-sync marker; wrote {written} "
+                f"mapping(s) to {c.store.description}"
+            )
+            return EXIT_OK
+        record = await c.store.get(args.uuid)
+        if record is None:
+            print(
+                f"bugsink-sync: no mapping for {args.uuid} in {c.store.description}",
+                file=sys.stderr,
+            )
+            return EXIT_ABORTED
+        if args.state_command == "show":
+            print(_record_line(args.uuid, record))
+            return EXIT_OK
+        return await _forget(c.store.delete, args, record)
+
+
+async def _forget(
+    delete: Callable[[str], Awaitable[bool]], args: argparse.Namespace, record: SyncRecord
+) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("bugsink-sync: add --yes to forget without a prompt", file=sys.stderr)
+            return EXIT_CONFIG
+        prompt = (
+            f"Forget {args.uuid} (Gitea issue #{record.gitea_issue_number})? The next sync "
+            "will adopt that issue again by its marker if the error is unresolved. [y/N] "
+        )
+        answer = await asyncio.to_thread(input, prompt)
+        if answer.strip().lower() not in {"y", "yes"}:
+            print("nothing changed")
+            return EXIT_OK
+    await delete(args.uuid)
+    print(f"forgot {args.uuid} (Gitea issue #{record.gitea_issue_number})")
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Command] = {"sync": _sync, "state": _state}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,16 +187,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
         setup_logging(settings.log_format, args.verbose)
         if args.command == "serve":
-            serve(settings, args.host, args.port)
-            return EXIT_OK
-        refusal = _refuse_disabled(settings, args)
-        if refusal:
-            print(f"bugsink-sync: {refusal}", file=sys.stderr)
-            return EXIT_CONFIG
-        return asyncio.run(_sync(settings, args))
+            return _serve(settings, args)
+        return asyncio.run(COMMANDS[args.command](settings, args))
     except ConfigError as exc:
         print(f"bugsink-sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except (ServiceError, StateError) as exc:
+        print(f"bugsink-sync: {exc}", file=sys.stderr)
+        return EXIT_ABORTED
     except KeyboardInterrupt:
         return 130
 

@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -57,6 +58,12 @@ class SyncConfig(BaseModel):
 
     projects: tuple[ProjectConfig, ...] = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
+    _origin: str = PrivateAttr(default="the built-in defaults (no BUGSINK_SYNC_CONFIG)")
+
+    @property
+    def origin(self) -> str:
+        """Where this configuration came from, for messages."""
+        return self._origin
 
     @field_validator("labels")
     @classmethod
@@ -127,11 +134,13 @@ def _default_sqlite_path() -> Path:
     return Path(state_home) / "bugsink-sync" / "state.sqlite3"
 
 
-def _http_url(value: str) -> str:
-    value = value.strip()
+def _http_url(value: str, api_path: str) -> str:
+    value = value.strip().rstrip("/")
     if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError("must be an http:// or https:// URL, e.g. https://bugsink.example.com")
-    return value.rstrip("/")
+        raise ValueError("must be an http:// or https:// URL, e.g. https://example.com")
+    if api_path in value + "/":
+        raise ValueError(f"must be the base URL, without {api_path.rstrip('/')}")
+    return value
 
 
 class Settings(BaseSettings):
@@ -173,14 +182,25 @@ class Settings(BaseSettings):
         default="admin", min_length=1, validation_alias="BUGSINK_SYNC_JWT_ADMIN_VALUE"
     )
     lock_wait: float = Field(default=60, ge=0, le=3600, validation_alias="BUGSINK_SYNC_LOCK_WAIT")
+    lock_ttl: float = Field(default=30, ge=1, le=600, validation_alias="BUGSINK_SYNC_LOCK_TTL")
     shutdown_timeout: float = Field(
         default=60, gt=0, le=3600, validation_alias="BUGSINK_SYNC_SHUTDOWN_TIMEOUT"
     )
 
-    @field_validator("bugsink_url", "gitea_url")
+    @field_validator("bugsink_url")
     @classmethod
-    def _urls(cls, value: str) -> str:
-        return _http_url(value)
+    def _bugsink_url(cls, value: str) -> str:
+        return _http_url(value, "/api/")
+
+    @field_validator("gitea_url")
+    @classmethod
+    def _gitea_url(cls, value: str) -> str:
+        return _http_url(value, "/api/v1/")
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _enabled(cls, value: object) -> object:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod
@@ -235,6 +255,7 @@ _ENV_NAMES = {
     "jwt_admin_value": "BUGSINK_SYNC_JWT_ADMIN_VALUE",
     "shutdown_timeout": "BUGSINK_SYNC_SHUTDOWN_TIMEOUT",
     "lock_wait": "BUGSINK_SYNC_LOCK_WAIT",
+    "lock_ttl": "BUGSINK_SYNC_LOCK_TTL",
 }
 
 
@@ -243,11 +264,34 @@ def _env_name(loc: tuple[int | str, ...]) -> str:
     return _ENV_NAMES.get(key, key.upper())
 
 
+_PLAIN = {
+    "missing": "is not set",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a table",
+    "model_type": "must be a table",
+    "int_parsing": "must be a whole number",
+    "float_parsing": "must be a number",
+    "extra_forbidden": "unknown key",
+}
+
+
 def _describe(error: Mapping[str, Any]) -> str:
-    """One problem, without the offending value: it may be a secret."""
-    if error["type"] == "missing":
-        return "is not set"
-    return str(error["msg"]).removeprefix("Value error, ")
+    """One problem, in plain words, without the offending value: it may be a secret."""
+    if error["loc"] == ("projects",) and error["type"] in {"tuple_type", "list_type"}:
+        return "must be an array of tables: write [[projects]] (double brackets)"
+    if error["loc"] == ("projects",) and error["type"] == "too_short":
+        return "needs at least one [[projects]] entry with a slug"
+    return _PLAIN.get(error["type"]) or str(error["msg"]).removeprefix("Value error, ")
+
+
+def _without_follow_ons(errors: list[Any]) -> list[Any]:
+    """A broken [[projects]] entry also makes the list too short; say only the cause."""
+    entry_errors = any(len(e["loc"]) > 1 and e["loc"][0] == "projects" for e in errors)
+    return [e for e in errors if not (entry_errors and e["type"] == "too_short")]
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -285,11 +329,11 @@ def load_sync_config(path: Path | None) -> SyncConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"BUGSINK_SYNC_CONFIG: {path} is not valid TOML: {exc}") from None
     try:
-        return SyncConfig.model_validate(raw)
+        config = SyncConfig.model_validate(raw)
     except ValidationError as exc:
         problems = [
-            f"{_key_path(e['loc'])}: "
-            + ("unknown key" if e["type"] == "extra_forbidden" else _describe(e))
-            for e in exc.errors()
+            f"{_key_path(e['loc'])}: {_describe(e)}" for e in _without_follow_ons(exc.errors())
         ]
         raise ConfigError(f"BUGSINK_SYNC_CONFIG {path}: " + "; ".join(problems)) from None
+    config._origin = f"BUGSINK_SYNC_CONFIG {path}"
+    return config

@@ -25,7 +25,8 @@ class Connections:
 def open_store(settings: Settings, *, read_only: bool = False) -> StateStore:
     """Redis DB `state_db` when REDIS_URL is set, else the SQLite file."""
     if settings.redis_url:
-        return RedisStore.from_url(settings.redis_url, settings.state_db)
+        ttl_ms = round(settings.lock_ttl * 1000)
+        return RedisStore.from_url(settings.redis_url, settings.state_db, ttl_ms)
     return SqliteStore(settings.sqlite_path, read_only=read_only)
 
 

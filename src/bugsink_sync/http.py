@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,12 +85,18 @@ NO_RETRY = RetryPolicy(attempts=1)
 _RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
+def _plain(text: str) -> str:
+    """An HTML or text body as one short line (a proxy's or framework's error page)."""
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", text, flags=re.S | re.I)
+    return " ".join(re.sub(r"<[^>]+>", " ", text).split())[:160]
+
+
 def server_message(response: httpx.Response) -> str:
     """The server's own explanation from a JSON error body (Gitea `message`, DRF `detail`)."""
     try:
         body: Any = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text.strip()[:200]
+        return _plain(response.text)
     if isinstance(body, dict):
         for key in ("message", "detail"):
             if isinstance(body.get(key), str):
@@ -194,6 +201,10 @@ def _reason(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
         if "refused" in lowered or "errno 111" in lowered or "connect call failed" in lowered:
             return "connection refused"
+        if "wrong_version_number" in lowered or "wrong version number" in lowered:
+            return "the TLS handshake failed: the server speaks plain HTTP, so use http://"
+        if "certificate" in lowered:
+            return f"the server's TLS certificate was refused ({text[:100]})"
         if "name or service not known" in lowered or "nodename nor servname" in lowered:
             return "host name not found"
         return f"cannot connect: {text[:120]}"
@@ -206,6 +217,7 @@ def status_error(service: str, response: httpx.Response, what: str, fix: str) ->
     """The typed error for an error response, by its status."""
     kind: type[ServiceError]
     status = response.status_code
+    what = f"{what} ({response.request.method} {response.request.url.path})"
     if status in (401, 403):
         kind = AuthError
     elif status == 404:
@@ -221,3 +233,9 @@ def public_origin(url: httpx.URL) -> str:
     """`scheme://host[:port]`: never user-info, path or query, which may hold secrets."""
     port = f":{url.port}" if url.port else ""
     return f"{url.scheme}://{url.host}{port}"
+
+
+def timeouts(seconds: float) -> httpx.Timeout:
+    """`seconds` per read or write, but at most 10 s to connect (and do TLS): a wrong scheme
+    or port should fail fast, not after the whole read timeout."""
+    return httpx.Timeout(seconds, connect=min(10.0, seconds))

@@ -266,12 +266,13 @@ class SyncRun:
         pairs = [(p, by_slug[p.slug]) for p in selected if p.slug in by_slug]
         for project in selected:
             if project.slug not in by_slug:
-                self.report.notice(missing_project_notice(project.slug, sorted(by_slug)))
+                notice = missing_project_notice(project.slug, sorted(by_slug), self.config.origin)
+                self.report.notice(notice)
         if not pairs:
             raise ConfigError(
-                "none of the configured projects exists in Bugsink (or the token cannot see "
-                f"them); Bugsink has: {', '.join(sorted(by_slug)) or 'no projects'}. Fix the "
-                "slugs in BUGSINK_SYNC_CONFIG"
+                f"none of the projects of {self.config.origin} exists in Bugsink (or the token "
+                f"cannot see them); Bugsink has: {', '.join(sorted(by_slug)) or 'no projects'}. "
+                "Fix: list your projects' slugs in the file BUGSINK_SYNC_CONFIG names"
             )
         return pairs
 
@@ -316,14 +317,7 @@ class SyncRun:
         """An empty store while Gitea holds our issues means the state was lost: restore it
         from the markers before anything is created."""
         index = await self._markers()
-        restored = 0
-        for uuid, issue in index.items():
-            if await self.store.get(uuid) is None:
-                record = SyncRecord(
-                    issue.number, _created(issue), project_of(issue.body), issue.title
-                )
-                await self.store.put(uuid, record)
-                restored += 1
+        restored = await restore_records(self.store, index)
         if restored:
             self.report.notice(
                 f"the state store ({self.store.description}) was empty although Gitea holds "
@@ -474,14 +468,35 @@ def _created(issue: GiteaIssue) -> datetime:
     return issue.created_at.astimezone(UTC) if issue.created_at else datetime.now(UTC)
 
 
-def missing_project_notice(slug: str, available: Sequence[str]) -> str:
+async def restore_records(
+    store: StateStore, index: Mapping[str, GiteaIssue], *, correct: bool = False
+) -> int:
+    """Write the mapping of every marked Gitea issue the store lacks (or, with `correct`,
+    records a different issue for); returns how many were written."""
+    written = 0
+    for uuid, issue in index.items():
+        current = await store.get(uuid)
+        if current is None or (correct and current.gitea_issue_number != issue.number):
+            record = SyncRecord(issue.number, _created(issue), project_of(issue.body), issue.title)
+            await store.put(uuid, record)
+            written += 1
+    return written
+
+
+async def rebuild_state(gitea: GiteaClient, store: StateStore) -> tuple[int, int]:
+    """Rebuild the mapping from the markers of every issue in the repository (whatever its
+    labels); returns (issues with a marker, mappings written)."""
+    index = marker_index([issue async for issue in gitea.issues(state="all")])
+    written = await restore_records(store, index, correct=True)
+    await store.set_meta(INITIALISED, iso_utc(datetime.now(UTC)))
+    return len(index), written
+
+
+def missing_project_notice(slug: str, available: Sequence[str], origin: str) -> str:
     """Say that a configured project is missing, with the closest slug Bugsink has."""
     close = difflib.get_close_matches(slug, available, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return (
-        f"Bugsink has no project {slug!r} (or the token cannot see it){hint} "
-        "Check the slug in BUGSINK_SYNC_CONFIG"
-    )
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Bugsink has no project {slug!r} (from {origin}), or the token cannot see it.{hint}"
 
 
 async def run_sync(

@@ -131,3 +131,44 @@ def test_unknown_project_exits_2(
     result = run_cli(env, tmp_path, "sync", "--project", "nope")
     assert result.returncode == 2
     assert "'nope' is not a configured project" in result.stderr
+
+
+def test_state_tools_rebuild_list_show_and_forget(
+    bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
+) -> None:
+    send_events(bugsink_project.dsn, ["zero_div", "key_error"])
+    env = cli_env(bugsink, gitea, tmp_path, bugsink_project.slug)
+    assert run_cli(env, tmp_path, "sync").returncode == 0
+    uuids = sorted(i["id"] for i in bugsink.list_issues(bugsink_project.id))
+    # An issue whose labels someone removed still counts: rebuild reads every issue.
+    gitea.state.add_issue(
+        gitea.owner,
+        gitea.repo,
+        "[E] unlabelled",
+        body="x\n<!-- bugsink-sync:issue=0123456789abcdef -->",
+    )
+    (tmp_path / "state.sqlite3").unlink()
+
+    rebuilt = run_cli(env, tmp_path, "state", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "found 3 Gitea issue(s) with a bugsink-sync marker; wrote 3 mapping(s)" in rebuilt.stdout
+
+    listed = [
+        json.loads(line)
+        for line in run_cli(env, tmp_path, "state", "list", "--json").stdout.splitlines()
+    ]
+    assert sorted(entry["bugsink_issue"] for entry in listed) == sorted(
+        [*uuids, "0123456789abcdef"]
+    )
+    by_uuid = {entry["bugsink_issue"]: entry for entry in listed}
+    assert by_uuid[uuids[0]]["project"] == bugsink_project.slug
+    assert {by_uuid[u]["gitea_issue_number"] for u in uuids} == {1, 2}
+
+    shown = run_cli(env, tmp_path, "state", "show", uuids[0])
+    assert shown.returncode == 0 and shown.stdout.startswith(uuids[0])
+    unconfirmed = run_cli(env, tmp_path, "state", "forget", uuids[0])
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    forgotten = run_cli(env, tmp_path, "state", "forget", uuids[0], "--yes")
+    assert forgotten.returncode == 0 and "forgot" in forgotten.stdout
+    gone = run_cli(env, tmp_path, "state", "show", uuids[0])
+    assert gone.returncode == 1 and "no mapping" in gone.stderr

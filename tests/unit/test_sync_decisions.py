@@ -8,14 +8,19 @@ import pytest
 
 from bugsink_sync.bugsink import Issue
 from bugsink_sync.config import DEFAULT_SYNC_CONFIG, ConfigError
+from bugsink_sync.gitea import Issue as GiteaIssue
 from bugsink_sync.gitea import Label
+from bugsink_sync.render import marker
 from bugsink_sync.state import SyncRecord
 from bugsink_sync.sync import (
     Decision,
     decide,
     label_ids,
     labels_to_create,
+    marker_index,
     missing_label_ids,
+    missing_project_notice,
+    project_of,
     select_projects,
 )
 
@@ -63,3 +68,32 @@ def test_project_selection() -> None:
     assert only.slug == "flyer-crawler-backend"
     with pytest.raises(ConfigError, match="not a configured project"):
         select_projects(DEFAULT_SYNC_CONFIG, "nope")
+
+
+def gitea_issue(number: int, body: str) -> GiteaIssue:
+    return GiteaIssue(id=100 + number, number=number, title=f"t{number}", body=body)
+
+
+def test_marker_index_maps_uuids_and_the_oldest_issue_wins() -> None:
+    uuid = "282fde12-b570-4dc4-afef-289fb2488b03"
+    index = marker_index(
+        [
+            gitea_issue(9, f"copy\n{marker(uuid)}"),
+            gitea_issue(3, f"original\n{marker(uuid)}"),
+            gitea_issue(4, "a human's issue, no marker"),
+        ]
+    )
+    assert list(index) == [uuid]
+    assert index[uuid].number == 3
+
+
+def test_project_of_reads_the_footer() -> None:
+    body = "## Error Details\n\n---\n\n**Bugsink Issue**: u\n**Project**: shop-test\n\n<!-- m -->\n"
+    assert project_of(body) == "shop-test"
+    assert project_of("no footer") == ""
+
+
+def test_missing_project_notice_suggests_the_closest_slug() -> None:
+    text = missing_project_notice("shop-bakend", ["shop-backend", "shop-frontend"], "f.toml")
+    assert "Did you mean 'shop-backend'?" in text and "(from f.toml)" in text
+    assert "Did you mean" not in missing_project_notice("zzz", ["shop-backend"], "f.toml")

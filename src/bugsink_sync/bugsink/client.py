@@ -26,6 +26,7 @@ from bugsink_sync.http import (
     RetryPolicy,
     ServiceError,
     status_error,
+    timeouts,
 )
 
 SERVICE = "Bugsink"
@@ -48,7 +49,10 @@ def _error(response: httpx.Response, action: str) -> ServiceError:
     elif status == 403:
         fix = _CAPABILITY_FIX
     elif status == 404 and _is_unimplemented(response):
-        fix = "check BUGSINK_URL points at Bugsink itself; upgrade Bugsink for this feature"
+        fix = (
+            "check that BUGSINK_URL is Bugsink's base URL (scheme, host and port, e.g. "
+            "https://bugsink.example.com); if it is, this Bugsink is too old for this call"
+        )
     else:
         fix = "see the server's message; check Bugsink's own log if it is a server error"
     return status_error(SERVICE, response, action, fix)
@@ -99,7 +103,7 @@ class BugsinkClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url + API_PATH,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeout,
+            timeout=timeouts(timeout),
             transport=transport,
             trust_env=False,
         )

@@ -20,6 +20,7 @@ from bugsink_sync.http import (
     RetryPolicy,
     ServiceError,
     status_error,
+    timeouts,
 )
 
 SERVICE = "Gitea"
@@ -64,7 +65,7 @@ class GiteaClient:
         self._http = httpx.AsyncClient(
             base_url=self.base_url + "/api/v1/",
             headers={"Authorization": f"token {token}", "Accept": "application/json"},
-            timeout=timeout,
+            timeout=timeouts(timeout),
             transport=transport,
             trust_env=False,
         )

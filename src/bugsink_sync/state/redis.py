@@ -32,7 +32,7 @@ from bugsink_sync.state.base import (
 log = logging.getLogger("bugsink_sync.state")
 _FIX = "check REDIS_URL and that Redis is running (or unset REDIS_URL to use an SQLite file)"
 LOCK_KEY = META_PREFIX + "lock"
-LOCK_TTL_MS = 30_000
+DEFAULT_LOCK_TTL_MS = 30_000
 _IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call("
 _RENEW = _IF_OURS + "'pexpire', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = _IF_OURS + "'del', KEYS[1]) end return 0"
@@ -41,17 +41,18 @@ _RELEASE = _IF_OURS + "'del', KEYS[1]) end return 0"
 class RedisLock:
     """The held run lock; a background task renews it every third of its lifetime."""
 
-    def __init__(self, client: aioredis.Redis, value: str) -> None:
+    def __init__(self, client: aioredis.Redis, value: str, ttl_ms: int) -> None:
         self._redis = client
         self._value = value
+        self._ttl_ms = ttl_ms
         self.lost = False
         self._task = asyncio.create_task(self._renew())
 
     async def _renew(self) -> None:
         while not self.lost:
-            await asyncio.sleep(LOCK_TTL_MS / 3000)
+            await asyncio.sleep(self._ttl_ms / 3000)
             try:
-                kept = await self._redis.eval(_RENEW, 1, LOCK_KEY, self._value, LOCK_TTL_MS)
+                kept = await self._redis.eval(_RENEW, 1, LOCK_KEY, self._value, self._ttl_ms)
             except RedisError as exc:
                 log.error("could not renew the sync lock: %s", exc)
                 kept = 0
@@ -78,15 +79,18 @@ class RedisLock:
 class RedisStore:
     """The seed's store. Records written by the Node service are read as they are."""
 
-    def __init__(self, client: aioredis.Redis, db: int) -> None:
+    def __init__(
+        self, client: aioredis.Redis, db: int, lock_ttl_ms: int = DEFAULT_LOCK_TTL_MS
+    ) -> None:
         self._redis = client
+        self._lock_ttl_ms = lock_ttl_ms
         self.description = f"Redis DB {db}"
 
     @classmethod
-    def from_url(cls, url: str, db: int) -> RedisStore:
+    def from_url(cls, url: str, db: int, lock_ttl_ms: int = DEFAULT_LOCK_TTL_MS) -> RedisStore:
         """Connect lazily; the `db` setting wins over a DB number in the URL."""
         client = aioredis.Redis.from_url(url, db=db, socket_timeout=10, socket_connect_timeout=5)
-        return cls(client, db)
+        return cls(client, db, lock_ttl_ms)
 
     def _fail(self, action: str, exc: RedisError) -> StateError:
         return StateError(f"Redis: {action} in {self.description} failed ({exc}). Fix: {_FIX}")
@@ -167,13 +171,13 @@ class RedisStore:
         token = json.dumps({"holder": holder_id(), "token": uuid.uuid4().hex})
         deadline = time.monotonic() + wait_seconds
         try:
-            while not await self._redis.set(LOCK_KEY, token, nx=True, px=LOCK_TTL_MS):
+            while not await self._redis.set(LOCK_KEY, token, nx=True, px=self._lock_ttl_ms):
                 if time.monotonic() >= deadline:
                     raise LockBusy(await self._busy_message(wait_seconds))
                 await asyncio.sleep(0.25)
         except RedisError as exc:
             raise self._fail("taking the run lock", exc) from exc
-        held = RedisLock(self._redis, token)
+        held = RedisLock(self._redis, token, self._lock_ttl_ms)
         try:
             yield held
         finally:
@@ -184,7 +188,8 @@ class RedisStore:
         holder = json.loads(raw).get("holder", "?") if raw else "?"
         return (
             f"Redis: another sync holds the run lock ({holder}); waited {waited:.0f} s. Fix: let "
-            "it finish (a crashed holder's lock expires within 30 s), then run again"
+            f"it finish (a crashed holder's lock expires within {self._lock_ttl_ms // 1000} s), "
+            "then run again"
         )
 
     async def get_meta(self, name: str) -> str | None:
