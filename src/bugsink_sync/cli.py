@@ -94,7 +94,9 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     if refusal:
         print(f"bugsink-sync: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
-    options = SyncOptions(dry_run=args.dry_run, project=args.project)
+    options = SyncOptions(
+        dry_run=args.dry_run, project=args.project, body_budget=settings.body_budget
+    )
     try:
         report = await sync_once(settings, options)
     except SyncAborted as aborted:

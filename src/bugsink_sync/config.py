@@ -26,6 +26,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bugsink_sync.render import (
+    BODY_FIELDS,
+    DEFAULT_BODY_TEMPLATE,
+    DEFAULT_TITLE_TEMPLATE,
+    TITLE_FIELDS,
+    Templates,
+    template_problems,
+)
+
 SOURCE_LABEL = "source:bugsink"
 DEFAULT_LABEL_COLOUR = "#6b7280"
 _COLOUR = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -51,6 +60,52 @@ class ProjectConfig(BaseModel):
         return labels
 
 
+class TemplatesConfig(BaseModel):
+    """`[templates]`: the issue title and body, `${name}` placeholders (see the README)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    title: str = DEFAULT_TITLE_TEMPLATE
+    body: str | None = None
+    body_file: Path | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, text: str) -> str:
+        problems = template_problems(text, TITLE_FIELDS)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return text
+
+    @field_validator("body")
+    @classmethod
+    def _body(cls, text: str | None) -> str | None:
+        problems = template_problems(text, BODY_FIELDS) if text is not None else []
+        if problems:
+            raise ValueError("; ".join(problems))
+        return text
+
+    @model_validator(mode="after")
+    def _one_body(self) -> TemplatesConfig:
+        if self.body is not None and self.body_file is not None:
+            raise ValueError("give body or body_file, not both")
+        return self
+
+    def load(self, base: Path) -> Templates:
+        """The templates, reading `body_file` relative to the config file's folder."""
+        body = self.body
+        if self.body_file is not None:
+            path = self.body_file if self.body_file.is_absolute() else base / self.body_file
+            try:
+                body = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"templates.body_file: cannot read {path}: {exc}") from None
+            problems = template_problems(body, BODY_FIELDS)
+            if problems:
+                raise ConfigError(f"templates.body_file {path}: " + "; ".join(problems))
+        return Templates(title=self.title, body=body or DEFAULT_BODY_TEMPLATE)
+
+
 class SyncConfig(BaseModel):
     """The `BUGSINK_SYNC_CONFIG` file: which projects to sync and the labels' colours."""
 
@@ -58,12 +113,19 @@ class SyncConfig(BaseModel):
 
     projects: tuple[ProjectConfig, ...] = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    _templates: Templates = PrivateAttr(default_factory=Templates)
     _origin: str = PrivateAttr(default="the built-in defaults (no BUGSINK_SYNC_CONFIG)")
 
     @property
     def origin(self) -> str:
         """Where this configuration came from, for messages."""
         return self._origin
+
+    @property
+    def issue_templates(self) -> Templates:
+        """The title and body templates to render issues with."""
+        return self._templates
 
     @field_validator("labels")
     @classmethod
@@ -171,6 +233,9 @@ class Settings(BaseSettings):
     )
     config_file: Path | None = Field(default=None, validation_alias="BUGSINK_SYNC_CONFIG")
     http_timeout: float = Field(default=30.0, gt=0, le=600, validation_alias="BUGSINK_SYNC_TIMEOUT")
+    body_budget: int = Field(
+        default=48 * 1024, ge=8 * 1024, le=1024 * 1024, validation_alias="BUGSINK_SYNC_BODY_BUDGET"
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", validation_alias="BUGSINK_SYNC_LOG_FORMAT"
     )
@@ -256,6 +321,7 @@ _ENV_NAMES = {
     "shutdown_timeout": "BUGSINK_SYNC_SHUTDOWN_TIMEOUT",
     "lock_wait": "BUGSINK_SYNC_LOCK_WAIT",
     "lock_ttl": "BUGSINK_SYNC_LOCK_TTL",
+    "body_budget": "BUGSINK_SYNC_BODY_BUDGET",
 }
 
 
@@ -336,4 +402,5 @@ def load_sync_config(path: Path | None) -> SyncConfig:
         ]
         raise ConfigError(f"BUGSINK_SYNC_CONFIG {path}: " + "; ".join(problems)) from None
     config._origin = f"BUGSINK_SYNC_CONFIG {path}"
+    config._templates = config.templates.load(path.parent)
     return config

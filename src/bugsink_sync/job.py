@@ -14,7 +14,7 @@ from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, run_sync
 async def sync_once(settings: Settings, options: SyncOptions | None = None) -> SyncReport:
     """Open clients and store, take the run lock, run one sync, close them; raises
     SyncAborted or ConfigError."""
-    options = options or SyncOptions()
+    options = options or SyncOptions(body_budget=settings.body_budget)
     async with connect(settings, read_only=options.dry_run) as c:
         if options.dry_run:  # reads only: no need to wait for a running sync
             return await run_sync(c.bugsink, c.gitea, c.store, c.config, options)

@@ -387,6 +387,7 @@ class SyncRun:
             project=project.slug,
             issue_url=self.bugsink.issue_url(issue.id),
             body_budget=self.options.body_budget,
+            templates=self.config.issue_templates,
         )
         names = self.config.labels_for(project)
         existing = (await self._markers()).get(issue.id)

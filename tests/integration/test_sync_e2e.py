@@ -123,7 +123,7 @@ async def test_first_sync_creates_labelled_issues_records_and_resolves(
     assert "- **Total Occurrences**: 4" in created[repeated["id"]]["body"]
     request = next(i for i in unresolved if i["calculated_type"] == "RuntimeError")
     assert (
-        "- **URL**: POST https://shop.example.org/checkout/confirm"
+        "- **URL**: ` POST https://shop.example.org/checkout/confirm `"
         in created[request["id"]]["body"]
     )
     assert bugsink.list_issues(bugsink_project.id, state="unresolved") == []

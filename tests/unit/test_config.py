@@ -126,3 +126,33 @@ def test_missing_file_says_so(tmp_path: Path) -> None:
 )
 def test_colours_are_normalised_like_gitea(raw: str, expected: str) -> None:
     assert normalise_colour(raw) == expected
+
+
+def test_templates_from_the_file(tmp_path: Path) -> None:
+    (tmp_path / "body.md").write_text("Type ${type}\n\n${stacktrace}\n")
+    path = tmp_path / "sync.toml"
+    path.write_text(
+        '[[projects]]\nslug = "a"\n\n[templates]\ntitle = "${project}: [${type}] ${message}"\n'
+        'body_file = "body.md"\n'
+    )
+    templates = load_sync_config(path).issue_templates
+    assert templates.title == "${project}: [${type}] ${message}"
+    assert templates.body == "Type ${type}\n\n${stacktrace}\n"
+    assert load_sync_config(None).issue_templates.body.startswith("## Error Details")
+
+
+@pytest.mark.parametrize(
+    ("templates", "expected"),
+    [
+        ('title = "${nope}"', "templates.title: unknown placeholder ${nope}"),
+        ('body = "costs $5"', "templates.body: has a '$'"),
+        ('body = "x"\nbody_file = "y"', "give body or body_file, not both"),
+        ('body_file = "missing.md"', "templates.body_file: cannot read"),
+    ],
+)
+def test_bad_templates_are_named(tmp_path: Path, templates: str, expected: str) -> None:
+    path = tmp_path / "sync.toml"
+    path.write_text(f'[[projects]]\nslug = "a"\n\n[templates]\n{templates}\n')
+    with pytest.raises(ConfigError) as err:
+        load_sync_config(path)
+    assert expected in str(err.value)
