@@ -14,8 +14,9 @@ from bugsink_sync.connections import connect
 from bugsink_sync.http import ServiceError
 from bugsink_sync.job import sync_once
 from bugsink_sync.logs import setup_logging
+from bugsink_sync.report import SyncAborted, SyncReport
 from bugsink_sync.state import StateError, SyncRecord, iso_utc
-from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, rebuild_state
+from bugsink_sync.sync import SyncOptions, rebuild_state
 
 EXIT_OK = 0
 EXIT_ABORTED = 1  # a service refused or went away

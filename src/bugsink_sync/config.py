@@ -45,12 +45,21 @@ class ConfigError(Exception):
 
 
 class ProjectConfig(BaseModel):
-    """One Bugsink project to sync and the Gitea labels its issues get."""
+    """One Bugsink project to sync, the Gitea labels its issues get, and its noise filters
+    (levels and environments match after trimming and case-folding; empty means all)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     slug: str = Field(min_length=1)
     labels: tuple[str, ...] = ()
+    min_occurrences: int = Field(default=1, ge=1)
+    levels: frozenset[str] = frozenset()
+    environments: frozenset[str] = frozenset()
+
+    @field_validator("levels", "environments")
+    @classmethod
+    def _folded(cls, values: frozenset[str]) -> frozenset[str]:
+        return frozenset(fold(value) for value in values)
 
     @field_validator("labels")
     @classmethod
@@ -58,6 +67,25 @@ class ProjectConfig(BaseModel):
         if any(not name.strip() for name in labels):
             raise ValueError("label names must not be blank")
         return labels
+
+
+def fold(value: object) -> str:
+    """How levels and environments are compared: trimmed and case-folded."""
+    return str(value or "").strip().casefold()
+
+
+class SyncPolicy(BaseModel):
+    """`[sync]`: what happens beyond creating issues (see the README's feature list)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    regressions: Literal["reopen", "comment", "ignore"] = "reopen"
+    backlinks: bool = True
+    two_way: bool = False
+    not_fixed_labels: frozenset[str] = frozenset({"wontfix", "duplicate", "invalid"})
+    not_fixed_action: Literal["mute", "leave"] = "mute"
+    include_muted: bool = False
+    max_new_issues: int = Field(default=25, ge=1, le=10_000)
 
 
 class TemplatesConfig(BaseModel):
@@ -114,6 +142,7 @@ class SyncConfig(BaseModel):
     projects: tuple[ProjectConfig, ...] = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    sync: SyncPolicy = Field(default_factory=SyncPolicy)
     _templates: Templates = PrivateAttr(default_factory=Templates)
     _origin: str = PrivateAttr(default="the built-in defaults (no BUGSINK_SYNC_CONFIG)")
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from bugsink_sync.config import Settings
 from bugsink_sync.connections import connect
+from bugsink_sync.report import SyncAborted, SyncReport
 from bugsink_sync.state import StateError
-from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, run_sync
+from bugsink_sync.sync import SyncOptions, run_sync
 
 
 async def sync_once(settings: Settings, options: SyncOptions | None = None) -> SyncReport:

@@ -192,6 +192,13 @@ def neutralise(text: str) -> str:
     return text
 
 
+def _plain_safe(text: str) -> bool:
+    """A slug Gitea shows as it is after `**Project**: `: simple characters, and not starting
+    like a commit hash or an external-tracker reference (those need a space before them)."""
+    simple = re.fullmatch(r"[A-Za-z0-9_.-]+", text)
+    return bool(simple) and not re.match(r"[0-9a-f]{7}|[A-Z]{1,10}-[1-9]", text)
+
+
 def utc(moment: datetime | None) -> str:
     """`2026-01-16 05:03:02 UTC`, whatever the host's zone."""
     if moment is None:
@@ -438,7 +445,7 @@ def _parts(issue: Issue, event: Event | None, project: str, issue_url: str) -> _
         else "",
         "bugsink_url": issue_url,
         "bugsink_id": issue.id,
-        "project": code(project) if not re.fullmatch(r"[\w.-]+", project) else project,
+        "project": project if _plain_safe(project) else code(project),
         "marker": marker(issue.id),
     }
     return _Parts(

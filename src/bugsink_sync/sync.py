@@ -1,167 +1,67 @@
 """One sync run: list unresolved Bugsink issues, create the missing Gitea issues, record
-them, resolve them in Bugsink, and report.
-
-The decisions are plain functions (`decide`, `labels_to_create`, `missing_label_ids`); the
-run wires them to clients and a store that the caller passes in.
+them, resolve them in Bugsink, follow regressions and (in two-way mode) Gitea's state, and
+report. The decisions are plain functions in `policy`; the run wires them to the clients and
+the store that the caller passes in.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
 
 from bugsink_sync.bugsink import BugsinkClient, Feature, Issue, Project, ResolveOutcome
 from bugsink_sync.config import SOURCE_LABEL, ConfigError, ProjectConfig, SyncConfig
 from bugsink_sync.gitea import GiteaClient, Label
 from bugsink_sync.gitea import Issue as GiteaIssue
-from bugsink_sync.http import AuthError, ServiceError, ServiceUnavailable
-from bugsink_sync.render import DEFAULT_BODY_BUDGET, find_marker, render_issue
+from bugsink_sync.http import AuthError, NotFoundError, ServiceError, ServiceUnavailable
+from bugsink_sync.policy import (
+    Action,
+    GiteaOutcome,
+    backlink_text,
+    below_minimum,
+    decide,
+    filtered_out,
+    gitea_outcome,
+    label_ids,
+    labels_to_create,
+    marker_index,
+    missing_label_ids,
+    missing_project_notice,
+    project_of,
+    regression_comment,
+    regression_key,
+    select_projects,
+)
+from bugsink_sync.render import DEFAULT_BODY_BUDGET, render_issue
+from bugsink_sync.report import CreatedIssue, Failure, SyncAborted, SyncReport
 from bugsink_sync.state import INITIALISED, RunLock, StateError, StateStore, SyncRecord, iso_utc
 
 log = logging.getLogger("bugsink_sync.sync")
 
-
-# --- the report -----------------------------------------------------------------------------
-
-
-@dataclass
-class CreatedIssue:
-    """A Gitea issue made (or, in a dry run, that would be made) for a Bugsink issue."""
-
-    bugsink_id: str
-    project: str
-    title: str
-    labels: list[str]
-    gitea_number: int | None = None
-    url: str | None = None
-
-
-@dataclass
-class Failure:
-    """A Bugsink issue that could not be synced this run, and why."""
-
-    bugsink_id: str
-    project: str
-    reason: str
-
-
-@dataclass
-class SyncReport:
-    """What a run did. `summary()` is the seed's API shape."""
-
-    synced: int = 0
-    skipped: int = 0
-    failed: int = 0
-    duration_ms: int = 0
-    dry_run: bool = False
-    created: list[CreatedIssue] = field(default_factory=list)
-    recovered: list[CreatedIssue] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-    notices: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def summary(self) -> dict[str, int]:
-        """`{"synced", "skipped", "failed", "duration_ms"}`."""
-        return {
-            "synced": self.synced,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "duration_ms": self.duration_ms,
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything, for `--json`."""
-        return asdict(self)
-
-    def notice(self, text: str) -> None:
-        """Say something once per run (and log it)."""
-        if text not in self.notices:
-            self.notices.append(text)
-            log.warning(text)
-
-
-class SyncAborted(Exception):
-    """The run stopped early (a service refused or went away); `report` says how far it got."""
-
-    def __init__(self, report: SyncReport, cause: Exception) -> None:
-        self.report = report
-        self.cause = cause
-        super().__init__(str(cause))
-
-
-# --- pure decisions ---------------------------------------------------------------------------
-
-
-class Decision(StrEnum):
-    """What to do with one unresolved Bugsink issue."""
-
-    CREATE = "create"
-    SKIP = "skip"
-    RESOLVE_AGAIN = "resolve_again"
-
-
-def decide(issue: Issue, record: SyncRecord | None) -> Decision:
-    """Create when unrecorded. A recorded issue with no event since it was synced was not
-    resolved last time (e.g. Bugsink refused), so resolving it again is safe; one with newer
-    events is a regression, which is left alone."""
-    if record is None:
-        return Decision.CREATE
-    if issue.last_seen <= record.synced_at:
-        return Decision.RESOLVE_AGAIN
-    return Decision.SKIP
-
-
-def labels_to_create(wanted: Mapping[str, str], existing: Iterable[Label]) -> dict[str, str]:
-    """Wanted labels (name -> colour) that no existing label has the exact name of."""
-    names = {label.name for label in existing}
-    return {name: colour for name, colour in wanted.items() if name not in names}
-
-
-def label_ids(names: Sequence[str], existing: Iterable[Label]) -> dict[str, int]:
-    """Name -> id; where Gitea holds duplicate names, the first listed (repository's) wins."""
-    ids: dict[str, int] = {}
-    for label in existing:
-        if label.name in names:
-            ids.setdefault(label.name, label.id)
-    return ids
-
-
-def missing_label_ids(sent: Iterable[int], applied: Iterable[Label]) -> list[int]:
-    """Ids sent with a new issue that Gitea silently dropped."""
-    have = {label.id for label in applied}
-    return [label_id for label_id in sent if label_id not in have]
-
-
-def select_projects(config: SyncConfig, only: str | None) -> tuple[ProjectConfig, ...]:
-    """The configured projects of this run; `only` must name a configured one."""
-    if only is None:
-        return config.projects
-    chosen = config.project(only)
-    if chosen is None:
-        known = ", ".join(p.slug for p in config.projects)
-        raise ConfigError(f"--project {only!r} is not a configured project (configured: {known})")
-    return (chosen,)
-
-
-# --- the run -------------------------------------------------------------------------------
+__all__ = ["SyncAborted", "SyncOptions", "SyncReport", "SyncRun", "rebuild_state", "run_sync"]
 
 
 @dataclass(frozen=True)
 class SyncOptions:
-    """How to run: `dry_run` changes nothing anywhere; `project` limits to one slug."""
+    """How to run: `dry_run` changes nothing anywhere; `project` limits to one slug;
+    `issue` to one Bugsink issue (a webhook); `backfill` lifts the cap on new issues."""
 
     dry_run: bool = False
     project: str | None = None
+    issue: str | None = None
+    backfill: bool = False
     body_budget: int = DEFAULT_BODY_BUDGET
 
 
 MAX_CONSECUTIVE_FAILURES = 5
+_FEATURE_NOTES = {
+    Feature.COMMENTS: "no back-link comments (2.2.1+)",
+    Feature.REOPEN: "no reopening from Gitea (2.4.0+)",
+    Feature.STATE_FILTER: "no state filter, so resolved issues are filtered here (2.6.2+)",
+}
 
 
 def _fatal(exc: Exception) -> bool:
@@ -169,24 +69,6 @@ def _fatal(exc: Exception) -> bool:
     if isinstance(exc, (AuthError, StateError)):
         return True
     return isinstance(exc, ServiceUnavailable) and exc.status is None
-
-
-def marker_index(issues: Iterable[GiteaIssue]) -> dict[str, GiteaIssue]:
-    """Bugsink issue UUID -> the Gitea issue whose body carries its marker (oldest wins)."""
-    index: dict[str, GiteaIssue] = {}
-    for issue in sorted(issues, key=lambda i: i.number):
-        uuid = find_marker(issue.body)
-        if uuid:
-            index.setdefault(uuid, issue)
-    return index
-
-
-def project_of(body: str) -> str:
-    """The project slug from a body's footer (`**Project**: slug`), if it has one."""
-    for line in reversed(body.splitlines()):
-        if line.startswith("**Project**: "):
-            return line.removeprefix("**Project**: ").strip().replace("\\", "")
-    return ""
 
 
 class SyncRun:
@@ -212,14 +94,17 @@ class SyncRun:
         self.gitea = gitea
         self.store = store
         self.config = config
+        self.policy = config.sync
         self.options = options
         self.lock = lock
         self.report = SyncReport(dry_run=options.dry_run)
         self._label_ids: dict[str, int] = {}
+        self._features: frozenset[Feature] = frozenset(Feature)
         self._can_resolve = True
+        self._can_comment = True
         self._index: dict[str, GiteaIssue] | None = None
         self._failures_in_a_row = 0
-        self._regressions = 0
+        self._new_issues = 0
 
     async def run(self) -> SyncReport:
         """Sync every selected project; raise SyncAborted if a service stops the run."""
@@ -232,9 +117,14 @@ class SyncRun:
             await self._prepare_labels([p for p, _ in projects])
             if not self.options.dry_run:
                 await self._reconcile(first_use)
-            for project, bugsink_project in projects:
-                await self._sync_project(project, bugsink_project)
-            self._say_regressions()
+            if self.options.issue is not None:
+                await self._sync_one(self.options.issue, projects)
+            else:
+                for project, bugsink_project in projects:
+                    await self._sync_project(project, bugsink_project)
+            if self.policy.two_way and not self.options.dry_run:
+                await self._follow_reopened()
+            self._closing_notices()
         except (ServiceError, StateError) as exc:
             self.report.error = str(exc)
             raise SyncAborted(self._finish(started), exc) from exc
@@ -247,6 +137,7 @@ class SyncRun:
     async def _check_server(self) -> None:
         info = await self.bugsink.server_info()
         await self.bugsink.check_token()
+        self._features = info.features
         if not info.supports(Feature.RESOLVE):
             self._can_resolve = False
             self.report.notice(
@@ -254,6 +145,14 @@ class SyncRun:
                 "2.2.1): Gitea issues are created, the Bugsink issues stay unresolved. "
                 "Upgrade Bugsink to resolve them."
             )
+        self._can_comment = info.supports(Feature.COMMENTS) and self.policy.backlinks
+        missing = [
+            note
+            for feature, note in _FEATURE_NOTES.items()
+            if not info.supports(feature) and (feature is not Feature.REOPEN or self.policy.two_way)
+        ]
+        if missing and info.supports(Feature.RESOLVE):
+            self.report.notice(f"Bugsink {info.version}: " + "; ".join(missing))
 
     async def _bugsink_projects(
         self, selected: Sequence[ProjectConfig]
@@ -327,19 +226,11 @@ class SyncRun:
 
     async def _adopt(self, uuid: str, issue: GiteaIssue, project: str) -> None:
         """Record an issue found by its marker instead of creating another."""
-        await self.store.complete(
-            uuid, SyncRecord(issue.number, datetime.now(UTC), project, issue.title)
-        )
-        self.report.recovered.append(
-            CreatedIssue(
-                uuid,
-                project,
-                issue.title,
-                [label.name for label in issue.labels],
-                issue.number,
-                issue.html_url,
-            )
-        )
+        record = SyncRecord(issue.number, datetime.now(UTC), project, issue.title)
+        await self.store.complete(uuid, record)
+        labels = [label.name for label in issue.labels]
+        found = CreatedIssue(uuid, project, issue.title, labels, issue.number, issue.html_url)
+        self.report.recovered.append(found)
         log.warning("found Gitea issue #%d for %s by its marker: recorded it", issue.number, uuid)
 
     # --- the issues -------------------------------------------------------------------------
@@ -349,23 +240,49 @@ class SyncRun:
             for issue in page:
                 await self._sync_issue(project, issue)
 
+    async def _sync_one(
+        self, issue_id: str, projects: Sequence[tuple[ProjectConfig, Project]]
+    ) -> None:
+        """One issue, e.g. named by a webhook: it must belong to a configured project."""
+        try:
+            issue = await self.bugsink.issue(issue_id)
+        except NotFoundError:
+            self.report.notice(f"Bugsink has no issue {issue_id}")
+            return
+        project = next((p for p, bp in projects if bp.id == issue.project), None)
+        if project is None:
+            self.report.notice(f"issue {issue_id} belongs to a project that is not configured")
+        elif not issue.is_resolved:
+            await self._sync_issue(project, issue)
+
     async def _sync_issue(self, project: ProjectConfig, issue: Issue) -> None:
         try:
-            decision = decide(issue, await self.store.get(issue.id))
-            if decision is Decision.CREATE:
-                await self._create(project, issue)
-                self.report.synced += 1
+            record = await self.store.get(issue.id)
+            action = decide(issue, record, self.policy)
+            if action is Action.CREATE:
+                await self._consider_new(project, issue)
+            elif action is Action.SKIP_MUTED or record is None:
+                self.report.muted += 1
+                self.report.skipped += 1
             else:
-                if decision is Decision.RESOLVE_AGAIN:
-                    await self._resolve(issue)
-                else:
-                    self._regressions += 1
+                await self._handle_synced(action, issue, record)
                 self.report.skipped += 1
             self._failures_in_a_row = 0
         except (ServiceError, StateError) as exc:
             if _fatal(exc):
                 raise
             self._count_failure(project, issue, exc)
+
+    async def _handle_synced(self, action: Action, issue: Issue, record: SyncRecord) -> None:
+        if action is Action.RESOLVE_AGAIN:
+            await self._backlink(issue, record)
+            await self._resolve(issue)
+        elif action is Action.FOLLOW_GITEA:
+            await self._follow_gitea(issue, record)
+        elif action is Action.REGRESSION:
+            await self._regression(issue, record)
+        else:
+            self.report.regressions += 1
 
     def _count_failure(self, project: ProjectConfig, issue: Issue, exc: Exception) -> None:
         self.report.failed += 1
@@ -379,8 +296,27 @@ class SyncRun:
                 fix=exc.fix,
             ) from exc
 
-    async def _create(self, project: ProjectConfig, issue: Issue) -> None:
+    async def _consider_new(self, project: ProjectConfig, issue: Issue) -> None:
+        """A new error: filters, then the cap on new issues, then create."""
+        if below_minimum(issue, project):
+            self.report.filtered += 1
+            self.report.skipped += 1
+            return
+        if self._new_issues >= self.policy.max_new_issues and not self.options.backfill:
+            self.report.backlog += 1
+            return
+        if await self._create(project, issue):
+            self._new_issues += 1
+            self.report.synced += 1
+        else:
+            self.report.filtered += 1
+            self.report.skipped += 1
+
+    async def _create(self, project: ProjectConfig, issue: Issue) -> bool:
+        """Create (or adopt) the Gitea issue; False when the event's filters reject it."""
         event = await self.bugsink.latest_event(issue.id)
+        if filtered_out(event.data if event else {}, project):
+            return False
         rendered = render_issue(
             issue,
             event,
@@ -394,13 +330,18 @@ class SyncRun:
         if self.options.dry_run:
             found = CreatedIssue(issue.id, project.slug, rendered.title, names)
             (self.report.created if existing is None else self.report.recovered).append(found)
-            return
+            return True
         if existing is not None:  # made by a run whose record was lost: adopt it
             await self._adopt(issue.id, existing, project.slug)
         else:
             existing = await self._create_once(project, issue, rendered.title, rendered.body, names)
             await self._repair_labels(existing.number, self._ids(names), existing.labels)
-        await self._resolve(issue)
+        record = await self.store.get(issue.id)
+        if record is not None:
+            await self._backlink(issue, record, existing.html_url)
+        if not self.policy.two_way:
+            await self._resolve(issue)
+        return True
 
     def _ids(self, names: Sequence[str]) -> list[int]:
         return [self._label_ids[name] for name in names if name in self._label_ids]
@@ -420,8 +361,9 @@ class SyncRun:
                 raise  # not in Gitea: the intent stays, the next run creates it
             await self._adopt(issue.id, found, project.slug)
             return found
+        closed = False if self.policy.two_way else None
         record = SyncRecord(created.number, datetime.now(UTC), project.slug, created.title)
-        await self.store.complete(issue.id, record)
+        await self.store.complete(issue.id, replace(record, gitea_closed=closed))
         if self._index is not None:
             self._index[issue.id] = created
         self.report.created.append(
@@ -443,6 +385,96 @@ class SyncRun:
                 "write access to the repository's issues"
             )
 
+    # --- after the first sync ---------------------------------------------------------------------
+
+    async def _gitea_issue(self, uuid: str, record: SyncRecord) -> GiteaIssue | None:
+        """The Gitea issue of a record, from the marker index (one listing per run)."""
+        found = (await self._markers()).get(uuid)
+        if found is None or found.number != record.gitea_issue_number:
+            self.report.notice(f"Gitea issue #{record.gitea_issue_number} of {uuid} is gone")
+            return None
+        return found
+
+    async def _backlink(self, issue: Issue, record: SyncRecord, url: str | None = None) -> None:
+        """Tell people in Bugsink where the error went (once; 2.2.1+)."""
+        if record.backlinked or not self._can_comment or self.options.dry_run:
+            return
+        if url is None:
+            found = await self._gitea_issue(issue.id, record)
+            url = found.html_url if found else None
+        if url is None:
+            return
+        try:
+            added = await self.bugsink.comment(issue.id, backlink_text(url))
+        except AuthError as exc:
+            self._can_comment = False  # e.g. the token lacks issues:comment: keep syncing
+            self.report.notice(f"commenting in Bugsink is not allowed: {exc}")
+            return
+        if added:
+            await self.store.put(issue.id, replace(record, backlinked=True))
+
+    async def _regression(self, issue: Issue, record: SyncRecord) -> None:
+        """New events after the sync acted: comment (once), reopen if so configured, and (in
+        one-way mode) resolve in Bugsink again; never a second Gitea issue."""
+        self.report.regressions += 1
+        found = await self._gitea_issue(issue.id, record)
+        if found is None or self.options.dry_run:
+            return
+        reopen = self.policy.regressions == "reopen" and found.state == "closed"
+        if not any(
+            regression_key(issue) in body for body in await self.gitea.comments(found.number)
+        ):
+            comment = regression_comment(issue, self.bugsink.issue_url(issue.id), reopened=reopen)
+            await self.gitea.add_comment(found.number, comment)
+        if reopen:
+            found = await self.gitea.set_state(found.number, "open")
+            assert self._index is not None
+            self._index[issue.id] = found
+        still_closed = found.state == "closed"
+        closed = still_closed if self.policy.two_way else record.gitea_closed
+        await self.store.put(
+            issue.id, replace(record, handled_at=datetime.now(UTC), gitea_closed=closed)
+        )
+        log.info("regression of %s noted on Gitea issue #%d", issue.id, found.number)
+        if not self.policy.two_way:
+            await self._resolve(issue)
+
+    async def _follow_gitea(self, issue: Issue, record: SyncRecord) -> None:
+        """Two-way mode: the Bugsink issue stays open until its Gitea issue is closed."""
+        await self._backlink(issue, record)
+        found = await self._gitea_issue(issue.id, record)
+        outcome = gitea_outcome(found, self.policy)
+        if outcome is GiteaOutcome.NONE or self.options.dry_run:
+            return
+        if outcome is GiteaOutcome.RESOLVE:
+            await self._resolve(issue)
+        elif outcome is GiteaOutcome.MUTE:
+            await self.bugsink.mute(issue.id)
+        record = await self.store.get(issue.id) or record
+        closed = replace(record, gitea_closed=True, handled_at=datetime.now(UTC))
+        await self.store.put(issue.id, closed)
+        log.info(
+            "Gitea issue #%d is closed: %s %s in Bugsink",
+            record.gitea_issue_number,
+            outcome,
+            issue.id,
+        )
+
+    async def _follow_reopened(self) -> None:
+        """Two-way mode: a Gitea issue opened again after the sync resolved its Bugsink issue
+        reopens that Bugsink issue (2.4.0+), once."""
+        index = await self._markers()
+        async for uuid, record in self.store.items():
+            found = index.get(uuid)
+            if not record.gitea_closed or found is None or found.state != "open":
+                continue
+            if Feature.REOPEN in self._features:
+                await self.bugsink.reopen(uuid)
+                log.info("Gitea issue #%d was reopened: reopened %s", found.number, uuid)
+            await self.store.put(
+                uuid, replace(record, gitea_closed=False, handled_at=datetime.now(UTC))
+            )
+
     async def _resolve(self, issue: Issue) -> None:
         """Resolve in Bugsink; only ever called once the mapping is recorded."""
         if self.options.dry_run or not self._can_resolve:
@@ -457,11 +489,17 @@ class SyncRun:
             self._can_resolve = False
             self.report.notice("this Bugsink cannot resolve issues through its API")
 
-    def _say_regressions(self) -> None:
-        if self._regressions:
+    def _closing_notices(self) -> None:
+        if self.report.backlog:
             self.report.notice(
-                f"{self._regressions} synced issue(s) have had new events since they were "
-                "synced (regressions); their Gitea issues were left as they are"
+                f"{self.report.backlog} new issue(s) wait for later runs: at most "
+                f"{self.policy.max_new_issues} are created per run (sync.max_new_issues); "
+                "`bugsink-sync sync --backfill` creates them all now"
+            )
+        if self.policy.regressions == "ignore" and self.report.regressions:
+            self.report.notice(
+                f"{self.report.regressions} synced issue(s) have had new events since "
+                "(regressions); sync.regressions = 'ignore' leaves them as they are"
             )
 
 
@@ -491,13 +529,6 @@ async def rebuild_state(gitea: GiteaClient, store: StateStore) -> tuple[int, int
     written = await restore_records(store, index, correct=True)
     await store.set_meta(INITIALISED, iso_utc(datetime.now(UTC)))
     return len(index), written
-
-
-def missing_project_notice(slug: str, available: Sequence[str], origin: str) -> str:
-    """Say that a configured project is missing, with the closest slug Bugsink has."""
-    close = difflib.get_close_matches(slug, available, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"Bugsink has no project {slug!r} (from {origin}), or the token cannot see it.{hint}"
 
 
 async def run_sync(

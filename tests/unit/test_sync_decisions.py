@@ -7,13 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bugsink_sync.bugsink import Issue
-from bugsink_sync.config import DEFAULT_SYNC_CONFIG, ConfigError
+from bugsink_sync.config import DEFAULT_SYNC_CONFIG, ConfigError, SyncPolicy
 from bugsink_sync.gitea import Issue as GiteaIssue
 from bugsink_sync.gitea import Label
-from bugsink_sync.render import marker
-from bugsink_sync.state import SyncRecord
-from bugsink_sync.sync import (
-    Decision,
+from bugsink_sync.policy import (
+    Action,
     decide,
     label_ids,
     labels_to_create,
@@ -23,6 +21,8 @@ from bugsink_sync.sync import (
     project_of,
     select_projects,
 )
+from bugsink_sync.render import marker
+from bugsink_sync.state import SyncRecord
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -35,16 +35,23 @@ def record(synced_at: datetime) -> SyncRecord:
     return SyncRecord(7, synced_at, "p", "[E] x")
 
 
+ONE_WAY = SyncPolicy()
+
+
 def test_unrecorded_issue_is_created() -> None:
-    assert decide(issue(NOW), None) is Decision.CREATE
+    assert decide(issue(NOW), None, ONE_WAY) is Action.CREATE
 
 
 def test_recorded_issue_without_new_events_is_resolved_again() -> None:
-    assert decide(issue(NOW - timedelta(minutes=1)), record(NOW)) is Decision.RESOLVE_AGAIN
+    assert decide(issue(NOW - timedelta(minutes=1)), record(NOW), ONE_WAY) is Action.RESOLVE_AGAIN
 
 
-def test_recorded_issue_with_newer_events_is_left_alone() -> None:
-    assert decide(issue(NOW + timedelta(minutes=1)), record(NOW)) is Decision.SKIP
+def test_recorded_issue_with_newer_events_is_a_regression() -> None:
+    assert decide(issue(NOW + timedelta(minutes=1)), record(NOW), ONE_WAY) is Action.REGRESSION
+    ignoring = SyncPolicy(regressions="ignore")
+    assert (
+        decide(issue(NOW + timedelta(minutes=1)), record(NOW), ignoring) is Action.IGNORE_REGRESSION
+    )
 
 
 def test_only_labels_missing_by_exact_name_are_created() -> None:

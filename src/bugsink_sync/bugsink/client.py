@@ -186,25 +186,52 @@ class BugsinkClient:
             return None  # removed by retention between the two calls
         return Event.model_validate(detail.json())
 
-    async def resolve(self, issue_id: str) -> ResolveOutcome:
-        """Mark the issue resolved. A second resolve is fine; a server too old for it says so."""
+    async def comment(self, issue_id: str, text: str) -> bool:
+        """Add a comment to the issue's history (2.2.1+); False when the server cannot."""
         try:
             await self._requests.send(
                 "POST",
-                f"issues/{issue_id}/resolve/",
+                "issue-comments/",
+                json={"issue": issue_id, "comment": text},
+                action=f"commenting on issue {issue_id}",
+            )
+        except NotFoundError as exc:
+            if "unimplemented" in exc.server_message.lower():
+                return False
+            raise
+        return True
+
+    async def _action(self, issue_id: str, action: str, done_already: str) -> ResolveOutcome:
+        """POST an issue action; "already …" answers mean done, an HTML 404 unsupported."""
+        try:
+            await self._requests.send(
+                "POST",
+                f"issues/{issue_id}/{action}/",
                 json={},
-                idempotent=True,  # resolving twice is harmless: Bugsink answers 400
-                action=f"resolving issue {issue_id}",
+                idempotent=True,  # repeating an action is harmless: Bugsink answers 400
+                action=f"{action} of issue {issue_id}",
             )
         except NotFoundError as exc:
             if "unimplemented" in exc.server_message.lower():
                 return ResolveOutcome.UNSUPPORTED
             raise
         except ApiError as exc:
-            if exc.status == 400 and "already resolved" in exc.server_message.lower():
+            if exc.status == 400 and done_already in exc.server_message.lower():
                 return ResolveOutcome.ALREADY_RESOLVED
             raise
         return ResolveOutcome.RESOLVED
+
+    async def mute(self, issue_id: str) -> ResolveOutcome:
+        """Mute the issue (2.2.1+)."""
+        return await self._action(issue_id, "mute", "already muted")
+
+    async def reopen(self, issue_id: str) -> ResolveOutcome:
+        """Reopen a resolved issue (2.4.0+)."""
+        return await self._action(issue_id, "reopen", "not resolved")
+
+    async def resolve(self, issue_id: str) -> ResolveOutcome:
+        """Mark the issue resolved. A second resolve is fine; a server too old for it says so."""
+        return await self._action(issue_id, "resolve", "already resolved")
 
     async def _pages(
         self, path: str, params: Mapping[str, str], action: str

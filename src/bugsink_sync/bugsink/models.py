@@ -72,7 +72,7 @@ class ServerInfo(_Model):
 
 
 class ResolveOutcome(StrEnum):
-    """How a resolve request ended; all but UNSUPPORTED mean the issue is now resolved."""
+    """How an issue action (resolve, mute, reopen) ended; all but UNSUPPORTED mean done."""
 
     RESOLVED = "resolved"
     ALREADY_RESOLVED = "already_resolved"

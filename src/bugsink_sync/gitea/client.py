@@ -144,6 +144,35 @@ class GiteaClient:
         )
         return [Label.model_validate(item) for item in response.json()]
 
+    async def set_state(self, number: int, state: str) -> Issue:
+        """Open or close an issue (Gitea answers 201; doing it twice is harmless)."""
+        response = await self._requests.send(
+            "PATCH",
+            f"{self._repo_path}/issues/{number}",
+            json={"state": state},
+            idempotent=True,
+            action=f"setting issue #{number} {state}",
+        )
+        return Issue.model_validate(response.json())
+
+    async def comments(self, number: int) -> list[str]:
+        """The bodies of an issue's comments (Gitea does not page this list)."""
+        response = await self._requests.send(
+            "GET",
+            f"{self._repo_path}/issues/{number}/comments",
+            action=f"reading comments of #{number}",
+        )
+        return [str(item.get("body", "")) for item in response.json()]
+
+    async def add_comment(self, number: int, body: str) -> None:
+        """Comment on an issue. Not retried: look at `comments` first to stay idempotent."""
+        await self._requests.send(
+            "POST",
+            f"{self._repo_path}/issues/{number}/comments",
+            json={"body": body},
+            action=f"commenting on issue #{number}",
+        )
+
     async def issues(
         self, *, labels: Sequence[str] = (), state: str = "all"
     ) -> AsyncIterator[Issue]:

@@ -6,7 +6,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from bugsink_sync.sync import SyncReport
+from bugsink_sync.report import SyncReport
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bugsink_sync.config import ConfigError
+from bugsink_sync.report import SyncAborted, SyncReport
 from bugsink_sync.service.metrics import SyncMetrics
 from bugsink_sync.state import StateError, StateStore, iso_utc
-from bugsink_sync.sync import SyncAborted, SyncReport
 
 log = logging.getLogger("bugsink_sync.service")
 LAST_RUN = "last_run"

@@ -45,41 +45,66 @@ def holder_id() -> str:
 
 @dataclass(frozen=True)
 class SyncRecord:
-    """The seed's value: `{"gitea_issue_number", "synced_at", "project", "title"}`."""
+    """The seed's value `{"gitea_issue_number", "synced_at", "project", "title"}`, plus, when
+    they are set, what later runs did: `handled_at` (the last time the sync acted on the
+    error), `backlinked` (Bugsink has a comment with the Gitea link), `gitea_closed` (two-way
+    mode: the Gitea state the sync last acted on). Readers of the seed's format ignore them."""
 
     gitea_issue_number: int
     synced_at: datetime
     project: str
     title: str
+    handled_at: datetime | None = None
+    backlinked: bool = False
+    gitea_closed: bool | None = None
+
+    @property
+    def last_handled(self) -> datetime:
+        """When the sync last acted on this error: events after it are new."""
+        return self.handled_at or self.synced_at
 
     def to_json(self) -> str:
-        """The stored form; `synced_at` as ISO 8601 UTC with a `Z`."""
-        return json.dumps(
-            {
-                "gitea_issue_number": self.gitea_issue_number,
-                "synced_at": iso_utc(self.synced_at),
-                "project": self.project,
-                "title": self.title,
-            },
-            ensure_ascii=False,
-        )
+        """The stored form; times as ISO 8601 UTC with a `Z`."""
+        value: dict[str, Any] = {
+            "gitea_issue_number": self.gitea_issue_number,
+            "synced_at": iso_utc(self.synced_at),
+            "project": self.project,
+            "title": self.title,
+        }
+        if self.handled_at is not None:
+            value["handled_at"] = iso_utc(self.handled_at)
+        if self.backlinked:
+            value["backlinked"] = True
+        if self.gitea_closed is not None:
+            value["gitea_closed"] = self.gitea_closed
+        return json.dumps(value, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str | bytes, where: str = "the state store") -> SyncRecord:
         """Parse a stored value; a value that is not a record is a StateError naming `where`."""
         try:
             data: Any = json.loads(text)
+            handled = data.get("handled_at")
+            closed = data.get("gitea_closed")
             return cls(
                 gitea_issue_number=int(data["gitea_issue_number"]),
-                synced_at=datetime.fromisoformat(str(data["synced_at"]).replace("Z", "+00:00")),
+                synced_at=_parse_time(data["synced_at"]),
                 project=str(data.get("project", "")),
                 title=str(data.get("title", "")),
+                handled_at=_parse_time(handled) if handled else None,
+                backlinked=bool(data.get("backlinked", False)),
+                gitea_closed=None if closed is None else bool(closed),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StateError(
                 f"{where} holds a value that is not a sync record ({type(exc).__name__}: {exc}). "
                 "Fix: inspect it; `bugsink-sync state forget UUID` removes it"
             ) from None
+
+
+def _parse_time(value: Any) -> datetime:
+    moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def iso_utc(moment: datetime) -> str:
