@@ -13,7 +13,7 @@ from bugsink_sync.config import ConfigError, Settings, load_settings
 from bugsink_sync.connections import connect
 from bugsink_sync.http import ServiceError
 from bugsink_sync.job import sync_once
-from bugsink_sync.logs import setup_logging
+from bugsink_sync.logs import redact, setup_logging
 from bugsink_sync.report import SyncAborted, SyncReport
 from bugsink_sync.state import StateError, SyncRecord, iso_utc
 from bugsink_sync.sync import SyncOptions, rebuild_state
@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="show what would be created; change nothing"
     )
     sync.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    sync.add_argument(
+        "--backfill", action="store_true", help="create every new issue now (no per-run cap)"
+    )
     serve = commands.add_parser("serve", help="run the scheduled worker and the admin API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
@@ -72,6 +75,8 @@ def _print_report(report: SyncReport) -> None:
             print(f"  #{item.gitea_number} {item.title}")
     for failure in report.failures:
         print(f"failed: {failure.project} {failure.bugsink_id}: {failure.reason}")
+    if report.backlog:
+        print(f"backlog: {report.backlog} new issue(s) left for later runs (--backfill: all now)")
     s = report.summary()
     counts = f"skipped {s['skipped']}, failed {s['failed']} in {s['duration_ms']} ms"
     if report.dry_run:
@@ -96,14 +101,19 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
         print(f"bugsink-sync: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
     options = SyncOptions(
-        dry_run=args.dry_run, project=args.project, body_budget=settings.body_budget
+        dry_run=args.dry_run,
+        project=args.project,
+        backfill=args.backfill,
+        body_budget=settings.body_budget,
     )
     try:
         report = await sync_once(settings, options)
     except SyncAborted as aborted:
         if args.json:
             print(json.dumps(aborted.report.to_dict(), ensure_ascii=False))
-        print(f"bugsink-sync: {aborted.cause}", file=sys.stderr)
+        print(
+            f"bugsink-sync: {redact(str(aborted.cause), settings.secret_values())}", file=sys.stderr
+        )
         return EXIT_ABORTED
     if args.json:
         print(json.dumps(report.to_dict(), ensure_ascii=False))
@@ -188,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        setup_logging(settings.log_format, args.verbose)
+        setup_logging(settings.log_format, args.verbose, settings.secret_values())
         if args.command == "serve":
             return _serve(settings, args)
         return asyncio.run(COMMANDS[args.command](settings, args))
@@ -196,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bugsink-sync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except (ServiceError, StateError) as exc:
-        print(f"bugsink-sync: {exc}", file=sys.stderr)
+        print(f"bugsink-sync: {redact(str(exc), settings.secret_values())}", file=sys.stderr)
         return EXIT_ABORTED
     except KeyboardInterrupt:
         return 130

@@ -269,6 +269,9 @@ class Settings(BaseSettings):
         default="text", validation_alias="BUGSINK_SYNC_LOG_FORMAT"
     )
     jwt_secret: SecretStr | None = Field(default=None, validation_alias="JWT_SECRET")
+    webhook_secret: SecretStr | None = Field(
+        default=None, validation_alias="BUGSINK_SYNC_WEBHOOK_SECRET"
+    )
     jwt_role_claim: str = Field(
         default="role", min_length=1, validation_alias="BUGSINK_SYNC_JWT_ROLE_CLAIM"
     )
@@ -314,6 +317,23 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 bytes (HS256 needs a long random key)")
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,200}", value.get_secret_value()):
+            raise ValueError("must be 16 to 200 URL-safe characters (letters, digits, - and _)")
+        return value
+
+    def secret_values(self) -> list[str]:
+        """Every secret setting's value, for the log redaction."""
+        secrets = [self.bugsink_token, self.gitea_api_token, self.jwt_secret, self.webhook_secret]
+        values = [s.get_secret_value() for s in secrets if s is not None]
+        if self.redis_url and "@" in self.redis_url:  # redis://user:password@host
+            values.append(self.redis_url.split("@", 1)[0].split("//", 1)[-1])
+        return values
+
     @property
     def interval_seconds(self) -> float:
         """The schedule's period in seconds."""
@@ -345,6 +365,7 @@ _ENV_NAMES = {
     "log_format": "BUGSINK_SYNC_LOG_FORMAT",
     "queue_db": "BUGSINK_SYNC_QUEUE_DB",
     "jwt_secret": "JWT_SECRET",
+    "webhook_secret": "BUGSINK_SYNC_WEBHOOK_SECRET",
     "jwt_role_claim": "BUGSINK_SYNC_JWT_ROLE_CLAIM",
     "jwt_admin_value": "BUGSINK_SYNC_JWT_ADMIN_VALUE",
     "shutdown_timeout": "BUGSINK_SYNC_SHUTDOWN_TIMEOUT",

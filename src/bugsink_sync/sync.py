@@ -226,7 +226,8 @@ class SyncRun:
 
     async def _adopt(self, uuid: str, issue: GiteaIssue, project: str) -> None:
         """Record an issue found by its marker instead of creating another."""
-        record = SyncRecord(issue.number, datetime.now(UTC), project, issue.title)
+        now = datetime.now(UTC)
+        record = SyncRecord(issue.number, now, project, issue.title, handled_at=now)
         await self.store.complete(uuid, record)
         labels = [label.name for label in issue.labels]
         found = CreatedIssue(uuid, project, issue.title, labels, issue.number, issue.html_url)
@@ -361,9 +362,10 @@ class SyncRun:
                 raise  # not in Gitea: the intent stays, the next run creates it
             await self._adopt(issue.id, found, project.slug)
             return found
+        now = datetime.now(UTC)
         closed = False if self.policy.two_way else None
-        record = SyncRecord(created.number, datetime.now(UTC), project.slug, created.title)
-        await self.store.complete(issue.id, replace(record, gitea_closed=closed))
+        record = SyncRecord(created.number, now, project.slug, created.title, now, False, closed)
+        await self.store.complete(issue.id, record)
         if self._index is not None:
             self._index[issue.id] = created
         self.report.created.append(

@@ -216,7 +216,13 @@ def test_disabled_service_never_runs_and_refuses_triggers(
     assert refused.json()["error"]["code"] == "SYNC_DISABLED"
     assert "BUGSINK_SYNC_ENABLED=true" in refused.json()["error"]["message"]
     status = service.get("/api/admin/bugsink/sync/status").json()["data"]
-    assert status == {"enabled": False, "last_run": None, "next_run": None, "total_synced": 0}
+    assert status == {
+        "enabled": False,
+        "last_run": None,
+        "next_run": None,
+        "total_synced": 0,
+        "backlog": 0,
+    }
     workers = service.get("/api/admin/workers/status").json()["data"]
     assert workers["worker"]["running"] is False
     assert service.runs() == [] and gitea.issues() == []
@@ -345,3 +351,48 @@ def test_registering_the_schedule_at_every_start_is_idempotent(start: Start) -> 
     assert before[0] == after[0] == 1
     assert after[1] == before[1]  # same next run: no extra run, no reset cadence
     assert second.runs() == []
+
+
+WEBHOOK_SECRET = "hook-" + "s3cr3t" * 4
+
+
+@pytest.mark.parametrize("redis_backed", [True, False])
+def test_a_real_bugsink_webhook_syncs_a_new_error_at_once(
+    redis_backed: bool,
+    start: Start,
+    bugsink: BugsinkServer,
+    bugsink_project: BugsinkProject,
+    gitea: GiteaRepoFixture,
+) -> None:
+    service = start(redis_backed=redis_backed, BUGSINK_SYNC_WEBHOOK_SECRET=WEBHOOK_SECRET)
+    wait_for(lambda: len(service.runs()) == 1, 20, "the start-up run")
+    bugsink.add_webhook(bugsink_project.id, f"{service.url}/api/bugsink/webhook/{WEBHOOK_SECRET}")
+
+    began = time.monotonic()
+    send_events(bugsink_project.dsn, ["zero_div"])  # Bugsink calls the webhook while ingesting
+    wait_for(lambda: len(service.runs()) == 2, 15, "the webhook's sync")
+
+    assert time.monotonic() - began < 10  # not the hourly schedule
+    assert len(gitea.issues()) == 1
+    assert [r[2] for r in service.runs()] == ["schedule", "webhook"]
+    assert bugsink.list_issues(bugsink_project.id, state="unresolved") == []
+    logged = service.log_path.read_text()
+    assert WEBHOOK_SECRET not in logged and "/api/bugsink/webhook/[redacted]" in logged
+
+
+def test_webhook_answers(start: Start) -> None:
+    service = start(BUGSINK_SYNC_WEBHOOK_SECRET=WEBHOOK_SECRET, BUGSINK_SYNC_ENABLED="false")
+    url = f"{service.url}/api/bugsink/webhook/"
+    wrong = httpx.post(url + "not-the-secret-at-all", json={"id": "x"})
+    assert wrong.status_code == 404 and wrong.json()["error"]["code"] == "NOT_FOUND"
+    test = httpx.post(url + WEBHOOK_SECRET, json={"alert_reason": "TEST", "id": "TEST-1"})
+    assert test.status_code == 200 and test.json()["data"] == {"queued": False, "test": True}
+    garbage = httpx.post(url + WEBHOOK_SECRET, content=b"not json")
+    assert garbage.status_code == 422 and garbage.json()["error"]["code"] == "INVALID_REQUEST"
+    no_id = httpx.post(url + WEBHOOK_SECRET, json={"alert_reason": "NEW"})
+    assert no_id.status_code == 422
+    disabled = httpx.post(
+        url + WEBHOOK_SECRET,
+        json={"alert_reason": "NEW", "id": "282fde12-b570-4dc4-afef-289fb2488b03"},
+    )
+    assert disabled.status_code == 409 and disabled.json()["error"]["code"] == "SYNC_DISABLED"

@@ -6,7 +6,10 @@ Shapes follow the seed: `{"success": true, "data": …}` and, for every error,
 
 from __future__ import annotations
 
+import hmac
+import json
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ class ServiceContext:
     metrics: SyncMetrics
     readiness: Mapping[str, Check]
     grace_seconds: float
+    webhook_secret: str | None = None
 
 
 class ApiProblem(Exception):
@@ -139,12 +143,34 @@ def create_app(ctx: ServiceContext) -> FastAPI:
                 "last_run": last.finished_at if last else None,
                 "next_run": next_run.strftime("%Y-%m-%dT%H:%M:%SZ") if next_run else None,
                 "total_synced": await ctx.store.count(),
+                "backlog": last.backlog if last else 0,
             }
         )
 
     @app.get("/api/admin/workers/status")
     async def workers_status(_: Admin) -> JSONResponse:
         return ok(await ctx.scheduler.workers_status())
+
+    @app.post("/api/bugsink/webhook/{secret}")
+    async def webhook(secret: str, request: Request) -> JSONResponse:
+        """Bugsink's custom webhook (2.5.1+): queue a sync of the issue and answer at once.
+        Bugsink signs nothing, so the secret is in the path, compared in constant time."""
+        expected = ctx.webhook_secret
+        if expected is None or not hmac.compare_digest(secret.encode(), expected.encode()):
+            raise ApiProblem(404, "NOT_FOUND", "Not Found")
+        payload = await _json_object(request)
+        if payload.get("alert_reason") == "TEST":
+            return ok({"queued": False, "test": True})
+        issue_id = payload.get("id")
+        if not isinstance(issue_id, str) or not _UUID.fullmatch(issue_id):
+            raise ApiProblem(422, "INVALID_REQUEST", "the payload has no Bugsink issue id")
+        try:
+            await ctx.scheduler.enqueue_issue(issue_id)
+        except SyncDisabled:
+            raise ApiProblem(
+                409, "SYNC_DISABLED", "sync is disabled: set BUGSINK_SYNC_ENABLED=true"
+            ) from None
+        return ok({"queued": True, "issue": issue_id}, status=202)
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -164,6 +190,21 @@ def create_app(ctx: ServiceContext) -> FastAPI:
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
     return app
+
+
+_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        payload = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiProblem(422, "INVALID_REQUEST", "the body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise ApiProblem(422, "INVALID_REQUEST", "the body is not a JSON object")
+    return payload
 
 
 async def _probe(check: Check) -> str:

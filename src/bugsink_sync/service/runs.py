@@ -22,7 +22,7 @@ from bugsink_sync.state import StateError, StateStore, iso_utc
 log = logging.getLogger("bugsink_sync.service")
 LAST_RUN = "last_run"
 
-RunOnce = Callable[[], Awaitable[SyncReport]]
+RunOnce = Callable[[str | None], Awaitable[SyncReport]]  # the Bugsink issue, or all
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class RunRecord:
     summary: dict[str, int]
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    backlog: int = 0
+    issue: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,6 +57,8 @@ class RunRecord:
             summary={k: int(v) for k, v in dict(data["summary"]).items()},
             error=data.get("error"),
             notices=list(data.get("notices") or []),
+            backlog=int(data.get("backlog") or 0),
+            issue=data.get("issue"),
         )
 
 
@@ -77,12 +81,13 @@ class SyncRunner:
         async with self._lock:
             pass
 
-    async def run(self, trigger: str) -> RunRecord:
-        """Run one sync and record it; a failed run is recorded too, never raised."""
+    async def run(self, trigger: str, issue: str | None = None) -> RunRecord:
+        """Run one sync (of one Bugsink issue, for a webhook) and record it; a failed run is
+        recorded too, never raised."""
         async with self._lock:
             started = datetime.now(UTC)
-            log.info("sync run started", extra={"trigger": trigger})
-            report, error = await self._execute()
+            log.info("sync run started", extra={"trigger": trigger, "issue": issue})
+            report, error = await self._execute(issue)
             record = RunRecord(
                 trigger=trigger,
                 started_at=iso_utc(started),
@@ -90,6 +95,8 @@ class SyncRunner:
                 summary=report.summary(),
                 error=error,
                 notices=list(report.notices),
+                backlog=report.backlog,
+                issue=issue,
             )
             self._metrics.observe(report, ok=error is None)
             await self._save(record)
@@ -98,9 +105,9 @@ class SyncRunner:
             )
             return record
 
-    async def _execute(self) -> tuple[SyncReport, str | None]:
+    async def _execute(self, issue: str | None) -> tuple[SyncReport, str | None]:
         try:
-            return await self._run_once(), None
+            return await self._run_once(issue), None
         except SyncAborted as aborted:
             return aborted.report, str(aborted.cause)
         except ConfigError as exc:

@@ -55,6 +55,10 @@ class Scheduler(Protocol):
         """Run now, or join the run in progress; return its record."""
         ...
 
+    async def enqueue_issue(self, issue_id: str) -> None:
+        """Sync one Bugsink issue soon (a webhook), through the same queue and lock."""
+        ...
+
     async def next_run(self) -> datetime | None:
         """When the next scheduled run is due (None when disabled)."""
         ...
@@ -78,11 +82,12 @@ class LocalScheduler:
         self._current: asyncio.Task[RunRecord] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._next: float | None = None
+        self._issue_runs: set[asyncio.Task[RunRecord]] = set()
 
     async def start(self) -> None:
-        """Start the timer (only when enabled)."""
+        """Start the timer (only when enabled); the first run is due at once, as with BullMQ."""
         if self.enabled:
-            self._next = time.time() + self._interval
+            self._next = time.time()
             self._loop_task = asyncio.create_task(self._loop())
 
     async def _loop(self) -> None:
@@ -102,6 +107,14 @@ class LocalScheduler:
         if not self.enabled:
             raise SyncDisabled
         return await self._join_or_start("manual")
+
+    async def enqueue_issue(self, issue_id: str) -> None:
+        """Start a run for one issue in the background (the runner serialises runs)."""
+        if not self.enabled:
+            raise SyncDisabled
+        task = asyncio.create_task(self._runner.run("webhook", issue_id))
+        self._issue_runs.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._issue_runs.discard)
 
     async def next_run(self) -> datetime | None:
         """When the timer fires next."""
@@ -203,7 +216,8 @@ class QueueScheduler:
         )
 
     async def _process(self, job: Job, token: str) -> dict[str, Any]:
-        record = await self._runner.run(str((job.data or {}).get("trigger", "schedule")))
+        data = job.data or {}
+        record = await self._runner.run(str(data.get("trigger", "schedule")), data.get("issue"))
         # Keep the record on the job too, so a waiting trigger can read it even if it failed.
         await job.updateData({**(job.data or {}), "result": record.to_dict()})
         if not record.ok:
@@ -224,6 +238,16 @@ class QueueScheduler:
             {**JOB_OPTIONS, "deduplication": {"id": MANUAL_DEDUP_ID}},
         )
         return await self._wait(job.id)
+
+    async def enqueue_issue(self, issue_id: str) -> None:
+        """Add a job for one issue; a second webhook for it while one waits is merged."""
+        if not self.enabled:
+            raise SyncDisabled
+        await self._require_queue().add(
+            JOB_NAME,
+            {"trigger": "webhook", "issue": issue_id},
+            {**JOB_OPTIONS, "deduplication": {"id": f"bugsink-sync-issue-{issue_id}"}},
+        )
 
     async def _wait(self, job_id: str) -> RunRecord:
         queue = self._require_queue()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import signal
 
 import uvicorn
@@ -15,6 +14,7 @@ from bugsink_sync.connections import open_store
 from bugsink_sync.gitea import GiteaClient
 from bugsink_sync.http import NO_RETRY
 from bugsink_sync.job import sync_once
+from bugsink_sync.report import SyncReport
 from bugsink_sync.service.api import Check, ServiceContext, create_app
 from bugsink_sync.service.auth import AdminPolicy
 from bugsink_sync.service.metrics import SyncMetrics
@@ -26,6 +26,7 @@ from bugsink_sync.service.schedule import (
     redis_url_for_db,
 )
 from bugsink_sync.state import StateStore
+from bugsink_sync.sync import SyncOptions
 
 READY_TIMEOUT = 5.0
 
@@ -73,7 +74,12 @@ def build_app(settings: Settings) -> FastAPI:
     policy = admin_policy(settings)
     store = open_store(settings)
     metrics = SyncMetrics()
-    runner = SyncRunner(functools.partial(sync_once, settings), store, metrics)
+
+    async def run_once(issue: str | None) -> SyncReport:
+        options = SyncOptions(issue=issue, body_budget=settings.body_budget)
+        return await sync_once(settings, options)
+
+    runner = SyncRunner(run_once, store, metrics)
     scheduler: Scheduler
     if settings.redis_url:
         queue_url = redis_url_for_db(settings.redis_url, settings.queue_db)
@@ -90,6 +96,9 @@ def build_app(settings: Settings) -> FastAPI:
         metrics=metrics,
         readiness=_readiness(settings, store),
         grace_seconds=settings.shutdown_timeout,
+        webhook_secret=(
+            settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        ),
     )
     return create_app(context)
 

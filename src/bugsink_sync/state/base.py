@@ -12,7 +12,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 KEY_PREFIX = "bugsink:synced:"
@@ -60,8 +60,10 @@ class SyncRecord:
 
     @property
     def last_handled(self) -> datetime:
-        """When the sync last acted on this error: events after it are new."""
-        return self.handled_at or self.synced_at
+        """When the sync last acted on this error: events after it are new. `synced_at` has
+        whole seconds only (the seed's format), so without `handled_at` the second is
+        rounded up: an event in the second of the sync itself is no regression."""
+        return self.handled_at or self.synced_at + timedelta(seconds=1)
 
     def to_json(self) -> str:
         """The stored form; times as ISO 8601 UTC with a `Z`."""
@@ -71,8 +73,8 @@ class SyncRecord:
             "project": self.project,
             "title": self.title,
         }
-        if self.handled_at is not None:
-            value["handled_at"] = iso_utc(self.handled_at)
+        if self.handled_at is not None:  # to the microsecond, as Bugsink's last_seen
+            value["handled_at"] = self.handled_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
         if self.backlinked:
             value["backlinked"] = True
         if self.gitea_closed is not None:
