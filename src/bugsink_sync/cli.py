@@ -11,9 +11,12 @@ from typing import Any
 
 from bugsink_sync.config import ConfigError, Settings, load_settings
 from bugsink_sync.connections import connect
+from bugsink_sync.doctor import Doctor, Status, as_json, healthy
 from bugsink_sync.http import ServiceError
 from bugsink_sync.job import sync_once
 from bugsink_sync.logs import redact, setup_logging
+from bugsink_sync.policy import labels_to_create
+from bugsink_sync.progress import terminal_progress
 from bugsink_sync.report import SyncAborted, SyncReport
 from bugsink_sync.state import StateError, SyncRecord, iso_utc
 from bugsink_sync.sync import SyncOptions, rebuild_state
@@ -54,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     forget.add_argument("uuid", help="the Bugsink issue UUID")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     tools.add_parser("rebuild", help="rebuild the mapping from the Gitea issues' markers")
+    doctor = commands.add_parser("doctor", help="check the configuration and every service")
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    labels = commands.add_parser("labels", help="manage the Gitea labels")
+    label_tools = labels.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    label_tools.add_parser("ensure", help="create the configured labels that are missing")
     return parser
 
 
@@ -107,7 +115,8 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
         body_budget=settings.body_budget,
     )
     try:
-        report = await sync_once(settings, options)
+        with terminal_progress(enabled=not args.json) as progress:
+            report = await sync_once(settings, options, progress)
     except SyncAborted as aborted:
         if args.json:
             print(json.dumps(aborted.report.to_dict(), ensure_ascii=False))
@@ -190,12 +199,44 @@ async def _forget(
     return EXIT_OK
 
 
-COMMANDS: dict[str, Command] = {"sync": _sync, "state": _state}
+async def _labels(settings: Settings, args: argparse.Namespace) -> int:
+    async with connect(settings) as c:
+        names = [n for p in c.config.projects for n in c.config.labels_for(p)]
+        wanted = {name: c.config.colour_of(name) for name in [*names, *c.config.labels]}
+        existing = await c.gitea.labels()
+        missing = labels_to_create(wanted, existing)
+        for name in wanted:
+            if name not in missing:
+                print(f"exists   {name}")
+        for name, colour in missing.items():
+            await c.gitea.create_label(name, colour)
+            print(f"created  {name} ({colour})")
+    return EXIT_OK
+
+
+_MARKS = {Status.OK: "✓", Status.WARN: "!", Status.FAIL: "✗"}
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    results = asyncio.run(Doctor().run())
+    if args.json:
+        print(json.dumps(as_json(results), ensure_ascii=False))
+    else:
+        for result in results:
+            print(f"{_MARKS[result.status]} {result.name}: {result.detail}")
+            if result.fix and result.status is not Status.OK:
+                print(f"    fix: {result.fix}")
+    return EXIT_OK if healthy(results) else EXIT_ABORTED
+
+
+COMMANDS: dict[str, Command] = {"sync": _sync, "state": _state, "labels": _labels}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "doctor":  # it reports a bad configuration as one of its checks
+        return _doctor(args)
     try:
         settings = load_settings()
         setup_logging(settings.log_format, args.verbose, settings.secret_values())

@@ -34,6 +34,7 @@ class Failure:
 class SyncReport:
     """What a run did. `summary()` is the seed's API shape."""
 
+    run_id: str = ""
     synced: int = 0
     skipped: int = 0
     failed: int = 0
@@ -66,7 +67,7 @@ class SyncReport:
         """Say something once per run (and log it)."""
         if text not in self.notices:
             self.notices.append(text)
-            log.warning(text)
+            log.warning(text, extra={"run_id": self.run_id})
 
 
 class SyncAborted(Exception):

@@ -11,6 +11,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Protocol
+from uuid import uuid4
 
 from bugsink_sync.bugsink import BugsinkClient, Feature, Issue, Project, ResolveOutcome
 from bugsink_sync.config import SOURCE_LABEL, ConfigError, ProjectConfig, SyncConfig
@@ -56,6 +58,16 @@ class SyncOptions:
     body_budget: int = DEFAULT_BODY_BUDGET
 
 
+class Progress(Protocol):
+    """Someone watching a run (a terminal's progress bar): told of projects and issues."""
+
+    def project(self, slug: str) -> None:
+        """A project's issues are being looked at."""
+
+    def issue(self) -> None:
+        """One more issue was looked at."""
+
+
 MAX_CONSECUTIVE_FAILURES = 5
 _FEATURE_NOTES = {
     Feature.COMMENTS: "no back-link comments (2.2.1+)",
@@ -89,7 +101,9 @@ class SyncRun:
         config: SyncConfig,
         options: SyncOptions = SyncOptions(),
         lock: RunLock | None = None,
+        progress: Progress | None = None,
     ) -> None:
+        self.progress = progress
         self.bugsink = bugsink
         self.gitea = gitea
         self.store = store
@@ -97,7 +111,7 @@ class SyncRun:
         self.policy = config.sync
         self.options = options
         self.lock = lock
-        self.report = SyncReport(dry_run=options.dry_run)
+        self.report = SyncReport(run_id=uuid4().hex[:12], dry_run=options.dry_run)
         self._label_ids: dict[str, int] = {}
         self._features: frozenset[Feature] = frozenset(Feature)
         self._can_resolve = True
@@ -105,6 +119,11 @@ class SyncRun:
         self._index: dict[str, GiteaIssue] | None = None
         self._failures_in_a_row = 0
         self._new_issues = 0
+
+    def _log(self, level: int, message: str, *args: object, **fields: str) -> None:
+        """Log with the run id, and the project and issue when there are any (JSON logs
+        carry them as fields)."""
+        log.log(level, message, *args, extra={"run_id": self.report.run_id, **fields})
 
     async def run(self) -> SyncReport:
         """Sync every selected project; raise SyncAborted if a service stops the run."""
@@ -161,7 +180,9 @@ class SyncRun:
         configured = {p.slug for p in self.config.projects}
         ignored = sorted(set(by_slug) - configured)
         if ignored and self.options.project is None:
-            log.info("Bugsink projects not configured, left alone: %s", ", ".join(ignored))
+            self._log(
+                logging.INFO, "Bugsink projects not configured, left alone: %s", ", ".join(ignored)
+            )
         pairs = [(p, by_slug[p.slug]) for p in selected if p.slug in by_slug]
         for project in selected:
             if project.slug not in by_slug:
@@ -182,11 +203,11 @@ class SyncRun:
         missing = labels_to_create(wanted, existing)
         if self.options.dry_run:
             for name in missing:
-                log.info("would create Gitea label %r", name)
+                self._log(logging.INFO, "would create Gitea label %r", name)
         else:
             for name, colour in missing.items():
                 existing.append(await self.gitea.create_label(name, colour))
-                log.info("created Gitea label %r (%s)", name, colour)
+                self._log(logging.INFO, "created Gitea label %r (%s)", name, colour)
         self._label_ids = label_ids(names, existing)
 
     # --- reconciliation ---------------------------------------------------------------------
@@ -232,14 +253,24 @@ class SyncRun:
         labels = [label.name for label in issue.labels]
         found = CreatedIssue(uuid, project, issue.title, labels, issue.number, issue.html_url)
         self.report.recovered.append(found)
-        log.warning("found Gitea issue #%d for %s by its marker: recorded it", issue.number, uuid)
+        self._log(
+            logging.WARNING,
+            "found Gitea issue #%d by its marker: recorded it",
+            issue.number,
+            issue=uuid,
+            project=project,
+        )
 
     # --- the issues -------------------------------------------------------------------------
 
     async def _sync_project(self, project: ProjectConfig, bugsink_project: Project) -> None:
+        if self.progress is not None:
+            self.progress.project(project.slug)
         async for page in self.bugsink.unresolved_issues(bugsink_project.id):
             for issue in page:
                 await self._sync_issue(project, issue)
+                if self.progress is not None:
+                    self.progress.issue()
 
     async def _sync_one(
         self, issue_id: str, projects: Sequence[tuple[ProjectConfig, Project]]
@@ -288,7 +319,7 @@ class SyncRun:
     def _count_failure(self, project: ProjectConfig, issue: Issue, exc: Exception) -> None:
         self.report.failed += 1
         self.report.failures.append(Failure(issue.id, project.slug, str(exc)))
-        log.error("issue %s of %s failed: %s", issue.id, project.slug, exc)
+        self._log(logging.ERROR, "failed: %s", exc, issue=issue.id, project=project.slug)
         self._failures_in_a_row += 1
         if self._failures_in_a_row >= MAX_CONSECUTIVE_FAILURES and isinstance(exc, ServiceError):
             raise ServiceUnavailable(
@@ -371,7 +402,14 @@ class SyncRun:
         self.report.created.append(
             CreatedIssue(issue.id, project.slug, title, names, created.number, created.html_url)
         )
-        log.info("created Gitea issue #%d for %s: %s", created.number, issue.id, title)
+        self._log(
+            logging.INFO,
+            "created Gitea issue #%d: %s",
+            created.number,
+            title,
+            issue=issue.id,
+            project=project.slug,
+        )
         return created
 
     async def _repair_labels(self, number: int, sent: list[int], applied: list[Label]) -> None:
@@ -437,7 +475,7 @@ class SyncRun:
         await self.store.put(
             issue.id, replace(record, handled_at=datetime.now(UTC), gitea_closed=closed)
         )
-        log.info("regression of %s noted on Gitea issue #%d", issue.id, found.number)
+        self._log(logging.INFO, "regression noted on Gitea issue #%d", found.number, issue=issue.id)
         if not self.policy.two_way:
             await self._resolve(issue)
 
@@ -455,11 +493,12 @@ class SyncRun:
         record = await self.store.get(issue.id) or record
         closed = replace(record, gitea_closed=True, handled_at=datetime.now(UTC))
         await self.store.put(issue.id, closed)
-        log.info(
-            "Gitea issue #%d is closed: %s %s in Bugsink",
+        self._log(
+            logging.INFO,
+            "Gitea issue #%d is closed: %s in Bugsink",
             record.gitea_issue_number,
             outcome,
-            issue.id,
+            issue=issue.id,
         )
 
     async def _follow_reopened(self) -> None:
@@ -472,7 +511,12 @@ class SyncRun:
                 continue
             if Feature.REOPEN in self._features:
                 await self.bugsink.reopen(uuid)
-                log.info("Gitea issue #%d was reopened: reopened %s", found.number, uuid)
+                self._log(
+                    logging.INFO,
+                    "Gitea issue #%d was reopened: reopened it",
+                    found.number,
+                    issue=uuid,
+                )
             await self.store.put(
                 uuid, replace(record, gitea_closed=False, handled_at=datetime.now(UTC))
             )
@@ -540,6 +584,7 @@ async def run_sync(
     config: SyncConfig,
     options: SyncOptions = SyncOptions(),
     lock: RunLock | None = None,
+    progress: Progress | None = None,
 ) -> SyncReport:
     """Run one sync and return its report (raises SyncAborted when it cannot complete)."""
-    return await SyncRun(bugsink, gitea, store, config, options, lock).run()
+    return await SyncRun(bugsink, gitea, store, config, options, lock, progress).run()

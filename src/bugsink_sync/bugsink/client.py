@@ -132,13 +132,23 @@ class BugsinkClient:
     async def server_info(self) -> ServerInfo:
         """Version and features, from the schema endpoint (which needs no token)."""
         response = await self._requests.send(
-            "GET", "schema/", params={"format": "json"}, action="reading the API schema"
+            "GET",
+            "schema/",
+            params={"format": "json"},
+            headers={"Authorization": ""},  # needs no token; a bad one would answer 401 here
+            action="reading the API schema",
         )
         return features_from_schema(response.json())
 
     async def check_token(self) -> None:
         """Raise AuthError unless the token is accepted (the API root needs any valid token)."""
         await self._requests.send("GET", "", action="checking the token")
+
+    async def probe(self, method: str, path: str, body: dict[str, Any] | None) -> None:
+        """Send one request as it is (for `doctor`); errors raise as usual."""
+        await self._requests.send(
+            method, path, json=body, idempotent=False, action=f"probing {path}"
+        )
 
     async def projects(self) -> list[Project]:
         """Every project the token can see (a handful: held in memory)."""

@@ -15,6 +15,7 @@ import httpx
 
 from bugsink_sync.gitea.models import Issue, Label, Repository
 from bugsink_sync.http import (
+    ApiError,
     NotFoundError,
     Requester,
     RetryPolicy,
@@ -89,8 +90,40 @@ class GiteaClient:
 
     async def version(self) -> str:
         """The server's version; Forgejo's carries a `+gitea-` suffix."""
-        response = await self._requests.send("GET", "version", action="reading the version")
+        response = await self._requests.send(
+            "GET",
+            "version",
+            headers={"Authorization": ""},  # public; Gitea answers 401 to a bad token even here
+            action="reading the version",
+        )
         return str(response.json().get("version", "unknown"))
+
+    async def whoami(self) -> str:
+        """The login of the token's user."""
+        response = await self._requests.send("GET", "user", action="reading the token's user")
+        return str(response.json().get("login", "?"))
+
+    async def _probe_write(self, path: str, body: dict[str, Any], what: str) -> None:
+        """A write Gitea must refuse for its content (422): proves the permission, changes
+        nothing. 401/403 mean the permission is missing and raise AuthError."""
+        try:
+            await self._requests.send("POST", path, json=body, idempotent=False, action=what)
+        except ApiError as exc:
+            if exc.status == 422:
+                return
+            raise
+        raise ApiError(SERVICE, f"{what}: Gitea accepted an invalid request", fix="report this")
+
+    async def probe_issue_write(self) -> None:
+        """Whether the token may create issues here, without creating one."""
+        await self._probe_write(
+            f"{self._repo_path}/issues", {"title": ""}, "checking issue write access"
+        )
+
+    async def probe_label_write(self) -> None:
+        """Whether the token may create labels here, without creating one."""
+        body = {"name": "", "color": "not-a-colour"}
+        await self._probe_write(f"{self._repo_path}/labels", body, "checking label write access")
 
     async def repository(self) -> Repository:
         """The target repository."""
