@@ -17,39 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.lab.bugsink import BugsinkServer, send_envelope, send_events, start_bugsink  # noqa: E402
+from tests.lab.events import javascript_error  # noqa: E402
 from tests.lab.gitea import GiteaTestServer  # noqa: E402
 
 OWNER, REPO = "torbo", "flyer-crawler.projectium.com"
-JS_ERROR: dict[str, Any] = {
-    "platform": "javascript",
-    "level": "error",
-    "environment": "test",
-    "exception": {
-        "values": [
-            {
-                "type": "TypeError",
-                "value": "t.map is not a function",
-                "stacktrace": {
-                    "frames": [
-                        {
-                            "filename": "/assets/index-4f2a.js",
-                            "function": "Xe",
-                            "lineno": 1,
-                            "colno": 88211,
-                        },
-                        {
-                            "filename": "/assets/index-4f2a.js",
-                            "function": "t",
-                            "lineno": 1,
-                            "colno": 4242,
-                        },
-                    ]
-                },
-            }
-        ]
-    },
-    "request": {"url": "https://flyer-crawler-test.projectium.com/", "method": "GET"},
-}
+JS_ERROR = javascript_error("test", "https://flyer-crawler-test.projectium.com/")
 
 
 def say(text: str) -> None:

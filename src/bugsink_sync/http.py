@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -227,6 +227,44 @@ def status_error(service: str, response: httpx.Response, what: str, fix: str) ->
     else:
         kind = ApiError
     return kind(service, what, fix=fix, status=status, server_message=server_message(response))
+
+
+class ServiceClient:
+    """The connection pool and the careful `Requester` of one service's API; subclasses add
+    the calls. Use as an async context manager, or call `aclose`."""
+
+    def __init__(
+        self,
+        service: str,
+        api_url: str,
+        authorization: str,
+        *,
+        timeout: float,
+        retry: RetryPolicy | None,
+        transport: httpx.AsyncBaseTransport | None,
+        error_for: ErrorFactory,
+        unreachable_fix: str,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=api_url,
+            headers={"Authorization": authorization, "Accept": "application/json"},
+            timeout=timeouts(timeout),
+            transport=transport,
+            trust_env=False,  # the URLs are configured; a proxy from the environment is not
+        )
+        self._requests = Requester(
+            self._http, service, unreachable_fix, error_for, retry or RetryPolicy()
+        )
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def public_origin(url: httpx.URL) -> str:

@@ -3,50 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events
 from tests.lab.gitea.fixtures import GiteaRepoFixture
+from tests.lab.runs import clean_env, cli_env, run_cli
 
 pytestmark = pytest.mark.bugsink
-
-
-def cli_env(
-    bugsink: BugsinkServer, gitea: GiteaRepoFixture, tmp_path: Path, slug: str, **extra: str
-) -> dict[str, str]:
-    config = tmp_path / "sync.toml"
-    config.write_text(f'[[projects]]\nslug = "{slug}"\nlabels = ["env:test"]\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    env.update(
-        BUGSINK_URL=bugsink.url,
-        BUGSINK_TOKEN=bugsink.token,
-        GITEA_URL=gitea.url,
-        GITEA_API_TOKEN=gitea.token,
-        GITEA_OWNER=gitea.owner,
-        GITEA_REPO=gitea.repo,
-        BUGSINK_SYNC_ENABLED="true",
-        BUGSINK_SYNC_CONFIG=str(config),
-        BUGSINK_SYNC_SQLITE_PATH=str(tmp_path / "state.sqlite3"),
-    )
-    env.update(extra)
-    return env
-
-
-def run_cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bugsink_sync.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_sync_json_prints_one_report_object(
@@ -116,8 +81,7 @@ def test_unreachable_gitea_exits_1_naming_gitea(
 
 
 def test_configuration_errors_exit_2_naming_the_variable(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    env.update(BUGSINK_URL="http://127.0.0.1:1", BUGSINK_TOKEN="secret-value-123")
+    env = clean_env() | {"BUGSINK_URL": "http://127.0.0.1:1", "BUGSINK_TOKEN": "secret-value-123"}
     result = run_cli(env, tmp_path, "sync")
     assert result.returncode == 2
     assert "GITEA_URL is not set" in result.stderr and "GITEA_OWNER is not set" in result.stderr

@@ -21,6 +21,7 @@ from tests.lab.gitea.fixtures import GiteaRepoFixture, make_gitea_repo
 from tests.lab.gitea.server import GiteaTestServer
 from tests.lab.invariants import StoreLocation, check_invariants
 from tests.lab.proxy import FaultProxy
+from tests.lab.runs import cli_env, run_cli
 
 pytestmark = pytest.mark.bugsink
 
@@ -44,35 +45,17 @@ def clean_redis() -> Iterator[None]:
 def env_for(
     bugsink_url: str, token: str, gitea: GiteaRepoFixture, tmp_path: Path, slug: str, **extra: str
 ) -> dict[str, str]:
-    config = tmp_path / f"{slug}.toml"
-    config.write_text(f'[[projects]]\nslug = "{slug}"\nlabels = ["env:test"]\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    env |= {
-        "BUGSINK_URL": bugsink_url,
-        "BUGSINK_TOKEN": token,
-        "GITEA_URL": gitea.url,
-        "GITEA_API_TOKEN": gitea.token,
-        "GITEA_OWNER": gitea.owner,
-        "GITEA_REPO": gitea.repo,
-        "BUGSINK_SYNC_ENABLED": "true",
-        "BUGSINK_SYNC_CONFIG": str(config),
-        "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / f"{slug}.sqlite3"),
+    """Settings for this test's runs: short lock expiry, patient lock wait, 5 s timeouts."""
+    tuned = {
         "BUGSINK_SYNC_LOCK_TTL": "2",
         "BUGSINK_SYNC_LOCK_WAIT": "60",
         "BUGSINK_SYNC_TIMEOUT": "5",
     }
-    return env | extra
+    return cli_env((bugsink_url, token), gitea, tmp_path, slug, name=slug, **(tuned | extra))
 
 
 def sync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bugsink_sync.cli", "sync", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(env, Path.cwd(), "sync", *args, timeout=300)
 
 
 def spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -82,6 +65,51 @@ def spawn(env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def sync_until_issues(
+    env: dict[str, str], gitea: GiteaRepoFixture, count: int, *args: str
+) -> subprocess.Popen[str]:
+    """Start a sync and return once it has created `count` Gitea issues (mid-run)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bugsink_sync.cli", "sync", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while len(gitea.issues()) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return process
+
+
+def start_redis(port: int) -> subprocess.Popen[bytes]:
+    """A throw-away Redis that keeps nothing, answering when this returns."""
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    client.close()
+    return server
 
 
 def sqlite_of(env: dict[str, str]) -> StoreLocation:
@@ -166,16 +194,7 @@ def test_bugsink_going_down_mid_run_ends_the_run_clearly_and_the_next_picks_up(
     send_events(bugsink_project.dsn, ["unique:outage"], count=5)
     gitea.add_fault("POST", "/issues$", "delay", times=None, seconds=0.3)
     env = env_for(proxy.url, bugsink.token, gitea, tmp_path, bugsink_project.slug)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bugsink_sync.cli", "sync", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while len(gitea.issues()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = sync_until_issues(env, gitea, 2, "--json")
     proxy.down()
     out, err = process.communicate(timeout=120)
 
@@ -197,16 +216,7 @@ def test_gitea_going_down_mid_run_ends_the_run_clearly_and_the_next_picks_up(
     gitea = make_gitea_repo(server)
     gitea.add_fault("POST", "/issues$", "delay", times=None, seconds=0.3)
     env = env_for(bugsink.url, bugsink.token, gitea, tmp_path, bugsink_project.slug)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bugsink_sync.cli", "sync"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while len(gitea.issues()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    process = sync_until_issues(env, gitea, 2)
     port = server.port
     server.stop()
     _, err = process.communicate(timeout=120)
@@ -226,45 +236,15 @@ def test_redis_going_down_mid_run_ends_the_run_clearly_and_loses_nothing(
     bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
 ) -> None:
     port = 6390 + random.Random(SEED).randrange(100)
-    redis_server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    redis_server = start_redis(port)
     try:
-        client = redis.Redis(port=port)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         send_events(bugsink_project.dsn, ["unique:redisout"], count=4)
         gitea.add_fault("POST", "/issues$", "delay", times=None, seconds=0.3)
         url = f"redis://127.0.0.1:{port}"
         env = env_for(
             bugsink.url, bugsink.token, gitea, tmp_path, bugsink_project.slug, REDIS_URL=url
         )
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bugsink_sync.cli", "sync"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        deadline = time.monotonic() + 30
-        while len(gitea.issues()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        process = sync_until_issues(env, gitea, 2)
         redis_server.kill()
         redis_server.wait()
         _, err = process.communicate(timeout=120)
@@ -276,21 +256,7 @@ def test_redis_going_down_mid_run_ends_the_run_clearly_and_loses_nothing(
             if issue["is_resolved"]:
                 assert any(issue["id"] in m for m in markers)
         # Redis comes back empty (it kept nothing): the next run restores and completes.
-        redis_server = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        time.sleep(0.5)
+        redis_server = start_redis(port)
         again = sync(env, "--json")
         assert again.returncode == 0, again.stderr
         store = StoreLocation(redis_db=15)

@@ -4,9 +4,7 @@ passing and failing, and nothing changed anywhere."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import pytest
 
 from tests.lab.bugsink import BugsinkProject, BugsinkServer
 from tests.lab.gitea.fixtures import GiteaRepoFixture
+from tests.lab.runs import clean_env, cli_env, run_cli
 
 pytestmark = pytest.mark.bugsink
 
@@ -27,34 +26,7 @@ ORDER = [
 
 
 def doctor(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bugsink_sync.cli", "doctor", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def base_env(
-    bugsink: BugsinkServer, gitea: GiteaRepoFixture, tmp_path: Path, slug: str
-) -> dict[str, str]:
-    config = tmp_path / "sync.toml"
-    config.write_text(f'[[projects]]\nslug = "{slug}"\nlabels = ["env:test"]\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    return env | {
-        "BUGSINK_URL": bugsink.url,
-        "BUGSINK_TOKEN": bugsink.token,
-        "GITEA_URL": gitea.url,
-        "GITEA_API_TOKEN": gitea.token,
-        "GITEA_OWNER": gitea.owner,
-        "GITEA_REPO": gitea.repo,
-        "BUGSINK_SYNC_ENABLED": "true",
-        "BUGSINK_SYNC_CONFIG": str(config),
-        "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / "state.sqlite3"),
-    }
+    return run_cli(env, cwd, "doctor", *args)
 
 
 def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
@@ -64,7 +36,7 @@ def checks(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]
 def test_all_good_and_nothing_changed(
     bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
 ) -> None:
-    env = base_env(bugsink, gitea, tmp_path, bugsink_project.slug)
+    env = cli_env(bugsink, gitea, tmp_path, bugsink_project.slug)
     result = doctor(env, tmp_path, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     found = checks(result)
@@ -79,8 +51,7 @@ def test_all_good_and_nothing_changed(
 
 
 def test_a_bad_configuration_is_the_first_failure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    result = doctor(env | {"BUGSINK_URL": "http://127.0.0.1:1"}, tmp_path)
+    result = doctor(clean_env() | {"BUGSINK_URL": "http://127.0.0.1:1"}, tmp_path)
     assert result.returncode == 1
     assert result.stdout.startswith("✗ configuration: configuration: BUGSINK_TOKEN")
 
@@ -105,7 +76,7 @@ def test_each_failure_names_what_and_how_to_fix(
     gitea: GiteaRepoFixture,
     tmp_path: Path,
 ) -> None:
-    env = base_env(bugsink, gitea, tmp_path, bugsink_project.slug) | change
+    env = cli_env(bugsink, gitea, tmp_path, bugsink_project.slug) | change
     result = doctor(env, tmp_path, "--json")
     assert result.returncode == 1
     check = checks(result)[name]
@@ -123,7 +94,7 @@ def test_scoped_tokens_misspelt_slugs_read_only_gitea_and_disabled_sync(
     )
     config = tmp_path / "typo.toml"
     config.write_text(f'[[projects]]\nslug = "{bugsink_project.slug[:-1]}x"\n')
-    env = base_env(bugsink, gitea, tmp_path, bugsink_project.slug) | {
+    env = cli_env(bugsink, gitea, tmp_path, bugsink_project.slug) | {
         "BUGSINK_TOKEN": scoped,
         "GITEA_API_TOKEN": "readonly-token",
         "BUGSINK_SYNC_CONFIG": str(config),

@@ -4,9 +4,6 @@ SDKs), synced to the Gitea test server, and read back with a Markdown parser."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,9 @@ import pytest
 
 from bugsink_sync.render import WORD_JOINER, find_marker
 from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_envelope, send_events
+from tests.lab.events import javascript_error
 from tests.lab.gitea.fixtures import GiteaRepoFixture
+from tests.lab.runs import cli_env, run_cli
 from tests.unit.markdown_structure import gitea_findings, structure
 
 pytestmark = pytest.mark.bugsink
@@ -23,39 +22,8 @@ HOSTILE = (
     "@admin </details> ## Injected <script>alert(1)</script> | #12 owner/repo#3 deadbeef1234 `x`"
 )
 SHAPES: dict[str, dict[str, Any]] = {
-    "javascript": {
-        "platform": "javascript",
-        "level": "error",
-        "environment": "production",
-        "exception": {
-            "values": [
-                {
-                    "type": "TypeError",
-                    "value": "t.map is not a function",
-                    "stacktrace": {
-                        "frames": [
-                            {
-                                "filename": "/assets/index-4f2a.js",
-                                "function": "Xe",
-                                "lineno": 1,
-                                "colno": 88211,
-                                "in_app": True,
-                            },
-                            {
-                                "filename": "/assets/index-4f2a.js",
-                                "function": "t",
-                                "lineno": 1,
-                                "colno": 4242,
-                                "in_app": True,
-                            },
-                        ]
-                    },
-                }
-            ]
-        },
-        "request": {"url": "https://shop.example.org/cart?id=1|2", "method": "GET"},
-        "tags": [["browser", "Firefox"], ["release", "1.2"]],
-    },
+    "javascript": javascript_error("production", "https://shop.example.org/cart?id=1|2")
+    | {"tags": [["browser", "Firefox"], ["release", "1.2"]]},
     "go": {
         "platform": "go",
         "exception": {
@@ -144,43 +112,23 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 
 
-def run_cli(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bugsink_sync.cli", "sync", "--json"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_every_shape_renders_safely_through_the_real_services(
     bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
 ) -> None:
     for shape in SHAPES.values():
         send_envelope(bugsink_project.dsn, shape)
     send_events(bugsink_project.dsn, ["custom", "logging", "request"])  # sentry-sdk too
-    config = tmp_path / "sync.toml"
-    config.write_text(f'[[projects]]\nslug = "{bugsink_project.slug}"\nlabels = ["env:test"]\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    env |= {
-        "BUGSINK_URL": bugsink.url,
-        "BUGSINK_TOKEN": bugsink.token,
-        "GITEA_URL": gitea.url,
-        "GITEA_API_TOKEN": gitea.token,
-        "GITEA_OWNER": gitea.owner,
-        "GITEA_REPO": gitea.repo,
-        "BUGSINK_SYNC_ENABLED": "true",
-        "BUGSINK_SYNC_CONFIG": str(config),
-        "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / "s.sqlite3"),
-        "BUGSINK_SYNC_BODY_BUDGET": "16384",
-        "TZ": "Pacific/Kiritimati",
-        "LC_ALL": "C.UTF-8",  # far from UTC: times must not move
-    }
+    env = cli_env(
+        bugsink,
+        gitea,
+        tmp_path,
+        bugsink_project.slug,
+        BUGSINK_SYNC_BODY_BUDGET="16384",
+        TZ="Pacific/Kiritimati",
+        LC_ALL="C.UTF-8",  # far from UTC: times must not move
+    )
 
-    result = run_cli(env, tmp_path)
+    result = run_cli(env, tmp_path, "sync", "--json")
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["synced"] == len(SHAPES) + 3

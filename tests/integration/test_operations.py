@@ -15,54 +15,28 @@ import pytest
 
 from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events
 from tests.lab.gitea.fixtures import GiteaRepoFixture
+from tests.lab.runs import cli_env, run_cli
 
 pytestmark = pytest.mark.bugsink
+
+
+CONFIG = (
+    '[[projects]]\nslug = "{slug}"\nlabels = ["env:test", "team:core"]\n\n'
+    '[labels]\n"env:test" = "#2563eb"\n"source:bugsink" = "#10b981"\n"priority:high" = "#ff0000"\n'
+)
 
 
 def env_for(
     bugsink: BugsinkServer, gitea: GiteaRepoFixture, tmp_path: Path, slug: str, **extra: str
 ) -> dict[str, str]:
-    config = tmp_path / "sync.toml"
-    config.write_text(
-        f'[[projects]]\nslug = "{slug}"\nlabels = ["env:test", "team:core"]\n\n'
-        '[labels]\n"env:test" = "#2563eb"\n"source:bugsink" = "#10b981"\n'
-        '"priority:high" = "#ff0000"\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BUGSINK", "GITEA", "REDIS"))}
-    return (
-        env
-        | {
-            "BUGSINK_URL": bugsink.url,
-            "BUGSINK_TOKEN": bugsink.token,
-            "GITEA_URL": gitea.url,
-            "GITEA_API_TOKEN": gitea.token,
-            "GITEA_OWNER": gitea.owner,
-            "GITEA_REPO": gitea.repo,
-            "BUGSINK_SYNC_ENABLED": "true",
-            "BUGSINK_SYNC_CONFIG": str(config),
-            "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / "state.sqlite3"),
-        }
-        | extra
-    )
-
-
-def cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bugsink_sync.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli_env(bugsink, gitea, tmp_path, slug, config_text=CONFIG.format(slug=slug), **extra)
 
 
 def test_labels_ensure_creates_the_missing_ones_and_changes_nothing_else(
     bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
 ) -> None:
     gitea.state.add_label(gitea.owner, gitea.repo, "env:test", "#000000")  # a different colour
-    result = cli(
+    result = run_cli(
         env_for(bugsink, gitea, tmp_path, bugsink_project.slug), tmp_path, "labels", "ensure"
     )
     assert result.returncode == 0, result.stderr
@@ -79,7 +53,7 @@ def test_labels_ensure_creates_the_missing_ones_and_changes_nothing_else(
     assert (
         "exists   env:test" in result.stdout and "created  priority:high (#ff0000)" in result.stdout
     )
-    again = cli(
+    again = run_cli(
         env_for(bugsink, gitea, tmp_path, bugsink_project.slug), tmp_path, "labels", "ensure"
     )
     assert "created" not in again.stdout
@@ -120,7 +94,7 @@ def test_a_terminal_sees_progress_a_pipe_sees_only_the_result(
     assert "synced 3, skipped 0, failed 0" in text
 
     send_events(bugsink_project.dsn, ["zero_div"])
-    piped = cli(env, tmp_path, "sync", "--json")
+    piped = run_cli(env, tmp_path, "sync", "--json")
     assert "looked at" not in piped.stdout + piped.stderr
     assert json.loads(piped.stdout)["synced"] == 1
 
@@ -143,7 +117,7 @@ def test_json_logs_carry_run_project_and_issue_and_no_secret_anywhere(
         BUGSINK_SYNC_STATE_DB="7",
     )
     gitea.add_fault("POST", "/issues$", "error", times=1, status=500)  # one failure, logged
-    ok = cli(env, tmp_path, "-v", "sync", "--json")
+    ok = run_cli(env, tmp_path, "-v", "sync", "--json")
     entries = [json.loads(line) for line in ok.stderr.splitlines() if line.startswith("{")]
     created = [e for e in entries if e["message"].startswith("created Gitea issue")]
     failed = [e for e in entries if e["message"].startswith("failed:")]
@@ -160,7 +134,7 @@ def test_json_logs_carry_run_project_and_issue_and_no_secret_anywhere(
         {"REDIS_URL": "redis://:redis-password-never-shown@127.0.0.1:1"},
     ):
         for args in (("-v", "sync"), ("doctor",), ("doctor", "--json"), ("state", "list")):
-            result = cli(env | broken, tmp_path, *args)
+            result = run_cli(env | broken, tmp_path, *args)
             outputs.append(result.stdout + result.stderr)
     everything = "\n".join(outputs)
     for secret in (

@@ -18,6 +18,7 @@ from bullmq import Queue
 
 from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events
 from tests.lab.gitea.fixtures import GiteaRepoFixture
+from tests.lab.runs import service_env
 from tests.lab.service import JWT_SECRET, ServiceProcess, admin_token, start_service
 
 pytestmark = pytest.mark.bugsink
@@ -49,18 +50,9 @@ def start(
     config.write_text(f'[[projects]]\nslug = "{bugsink_project.slug}"\nlabels = ["env:test"]\n')
 
     def _start(redis_backed: bool = True, **env: str) -> ServiceProcess:
-        base = {
-            "BUGSINK_URL": bugsink.url,
-            "BUGSINK_TOKEN": bugsink.token,
-            "GITEA_URL": gitea.url,
-            "GITEA_API_TOKEN": gitea.token,
-            "GITEA_OWNER": gitea.owner,
-            "GITEA_REPO": gitea.repo,
-            "BUGSINK_SYNC_ENABLED": "true",
-            "BUGSINK_SYNC_INTERVAL": "60",
-            "BUGSINK_SYNC_CONFIG": str(config),
-            "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / "state.sqlite3"),
-        }
+        state = tmp_path / "state.sqlite3"
+        base = service_env(bugsink.url, bugsink.token, gitea, config, state)
+        base["BUGSINK_SYNC_INTERVAL"] = "60"
         if redis_backed:
             base |= {
                 "REDIS_URL": "redis://127.0.0.1:6379",

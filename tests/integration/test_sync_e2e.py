@@ -13,55 +13,19 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from bugsink_sync.config import Settings, load_settings
 from bugsink_sync.connections import connect
 from bugsink_sync.render import find_marker
 from bugsink_sync.state import KEY_PREFIX, SyncRecord
-from bugsink_sync.sync import SyncAborted, SyncOptions, SyncReport, run_sync
+from bugsink_sync.sync import SyncAborted
 from tests.lab.bugsink import BugsinkProject, BugsinkServer, send_events, start_bugsink
 from tests.lab.gitea.fixtures import GiteaRepoFixture
+from tests.lab.runs import make_settings, sync
 
 pytestmark = pytest.mark.bugsink
 
 LABELS = ["bug:backend", "env:production", "source:bugsink"]
 REDIS_TEST_URL = "redis://127.0.0.1:6379"
 REDIS_TEST_DB = 13
-
-
-def write_config(tmp_path: Path, slugs: list[str]) -> Path:
-    path = tmp_path / "sync.toml"
-    projects = "".join(
-        f'[[projects]]\nslug = "{slug}"\nlabels = ["bug:backend", "env:production"]\n\n'
-        for slug in slugs
-    )
-    path.write_text(
-        projects + '[labels]\n"bug:backend" = "#ea580c"\n"env:production" = "#dc2626"\n'
-        '"source:bugsink" = "#10b981"\n'
-    )
-    return path
-
-
-def make_settings(
-    bugsink: BugsinkServer, gitea: GiteaRepoFixture, tmp_path: Path, slugs: list[str], **extra: str
-) -> Settings:
-    env = {
-        "BUGSINK_URL": bugsink.url,
-        "BUGSINK_TOKEN": bugsink.token,
-        "GITEA_URL": gitea.url,
-        "GITEA_API_TOKEN": gitea.token,
-        "GITEA_OWNER": gitea.owner,
-        "GITEA_REPO": gitea.repo,
-        "BUGSINK_SYNC_ENABLED": "true",
-        "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / "state.sqlite3"),
-        "BUGSINK_SYNC_CONFIG": str(write_config(tmp_path, slugs)),
-        **extra,
-    }
-    return load_settings(env)
-
-
-async def sync(settings: Settings, **options: Any) -> SyncReport:
-    async with connect(settings, read_only=options.get("dry_run", False)) as c:
-        return await run_sync(c.bugsink, c.gitea, c.store, c.config, SyncOptions(**options))
 
 
 def gitea_issues(gitea: GiteaRepoFixture) -> list[dict[str, Any]]:

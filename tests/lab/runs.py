@@ -1,7 +1,11 @@
-"""Run the product's sync in-process against the lab's Bugsink and Gitea, with a config file."""
+"""Run the product against the lab's Bugsink and Gitea: its settings for a test, the
+`bugsink-sync` command as a process, or the sync in this process."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,63 @@ def write_config(
     return path
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without any of the product's settings."""
+    prefixes = ("BUGSINK", "GITEA", "REDIS", "JWT_SECRET")
+    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+
+
+def service_env(
+    bugsink_url: str, bugsink_token: str, gitea: GiteaRepoFixture, config: Path, state: Path
+) -> dict[str, str]:
+    """The settings that point the product at the lab's services, the sync enabled."""
+    return {
+        "BUGSINK_URL": bugsink_url,
+        "BUGSINK_TOKEN": bugsink_token,
+        "GITEA_URL": gitea.url,
+        "GITEA_API_TOKEN": gitea.token,
+        "GITEA_OWNER": gitea.owner,
+        "GITEA_REPO": gitea.repo,
+        "BUGSINK_SYNC_ENABLED": "true",
+        "BUGSINK_SYNC_CONFIG": str(config),
+        "BUGSINK_SYNC_SQLITE_PATH": str(state),
+    }
+
+
+def cli_env(
+    bugsink: BugsinkServer | tuple[str, str],
+    gitea: GiteaRepoFixture,
+    tmp_path: Path,
+    slug: str,
+    *,
+    config_text: str | None = None,
+    name: str = "state",
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a `bugsink-sync` process: one project labelled `env:test` (or
+    `config_text`), state in `tmp_path/<name>.sqlite3`. `bugsink` may be (url, token)."""
+    url, token = bugsink if isinstance(bugsink, tuple) else (bugsink.url, bugsink.token)
+    config = tmp_path / f"{name}.toml"
+    config.write_text(config_text or f'[[projects]]\nslug = "{slug}"\nlabels = ["env:test"]\n')
+    state = tmp_path / f"{name}.sqlite3"
+    return clean_env() | service_env(url, token, gitea, config, state) | extra
+
+
+def run_cli(
+    env: dict[str, str], cwd: Path, *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`bugsink-sync ARGS` as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bugsink_sync.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def make_settings(
     bugsink: BugsinkServer,
     gitea: GiteaRepoFixture,
@@ -38,19 +99,9 @@ def make_settings(
     extra_toml: str = "",
     **env: str,
 ) -> Settings:
-    """Settings for a test: SQLite state in `tmp_path`, the sync enabled."""
+    """Settings for an in-process sync: SQLite state in `tmp_path`, the sync enabled."""
     config = write_config(tmp_path, slugs, project_toml=project_toml, extra_toml=extra_toml)
-    values = {
-        "BUGSINK_URL": bugsink.url,
-        "BUGSINK_TOKEN": bugsink.token,
-        "GITEA_URL": gitea.url,
-        "GITEA_API_TOKEN": gitea.token,
-        "GITEA_OWNER": gitea.owner,
-        "GITEA_REPO": gitea.repo,
-        "BUGSINK_SYNC_ENABLED": "true",
-        "BUGSINK_SYNC_SQLITE_PATH": str(tmp_path / "state.sqlite3"),
-        "BUGSINK_SYNC_CONFIG": str(config),
-    }
+    values = service_env(bugsink.url, bugsink.token, gitea, config, tmp_path / "state.sqlite3")
     return load_settings(values | env)
 
 

@@ -22,11 +22,10 @@ from bugsink_sync.bugsink.models import (
 from bugsink_sync.http import (
     ApiError,
     NotFoundError,
-    Requester,
     RetryPolicy,
+    ServiceClient,
     ServiceError,
     status_error,
-    timeouts,
 )
 
 SERVICE = "Bugsink"
@@ -87,7 +86,7 @@ def _has_query_param(operations: Any, name: str) -> bool:
     return any(isinstance(p, Mapping) and p.get("name") == name for p in params)
 
 
-class BugsinkClient:
+class BugsinkClient(ServiceClient):
     """Reads projects, issues and events; resolves issues. Every method is one concern."""
 
     def __init__(
@@ -100,30 +99,16 @@ class BugsinkClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url + API_PATH,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            timeout=timeouts(timeout),
-            transport=transport,
-            trust_env=False,
-        )
-        self._requests = Requester(
-            self._http,
+        super().__init__(
             SERVICE,
-            unreachable_fix="check BUGSINK_URL and that Bugsink is running and reachable",
+            self.base_url + API_PATH,
+            f"Bearer {token}",
+            timeout=timeout,
+            retry=retry,
+            transport=transport,
             error_for=_error,
-            retry=retry or RetryPolicy(),
+            unreachable_fix="check BUGSINK_URL and that Bugsink is running and reachable",
         )
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> BugsinkClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     def issue_url(self, issue_id: str) -> str:
         """The issue's page in Bugsink's UI (the form Bugsink itself uses in alerts)."""

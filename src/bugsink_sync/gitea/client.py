@@ -17,11 +17,10 @@ from bugsink_sync.gitea.models import Issue, Label, Repository
 from bugsink_sync.http import (
     ApiError,
     NotFoundError,
-    Requester,
     RetryPolicy,
+    ServiceClient,
     ServiceError,
     status_error,
-    timeouts,
 )
 
 SERVICE = "Gitea"
@@ -45,7 +44,7 @@ def _error(response: httpx.Response, action: str) -> ServiceError:
     return status_error(SERVICE, response, action, fix)
 
 
-class GiteaClient:
+class GiteaClient(ServiceClient):
     """Labels and issues of one repository (`owner/repo`)."""
 
     def __init__(
@@ -63,30 +62,16 @@ class GiteaClient:
         self.owner = owner
         self.repo = repo
         self._repo_path = f"repos/{quote(owner, safe='')}/{quote(repo, safe='')}"
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url + "/api/v1/",
-            headers={"Authorization": f"token {token}", "Accept": "application/json"},
-            timeout=timeouts(timeout),
-            transport=transport,
-            trust_env=False,
-        )
-        self._requests = Requester(
-            self._http,
+        super().__init__(
             SERVICE,
-            unreachable_fix="check GITEA_URL and that Gitea is running and reachable",
+            self.base_url + "/api/v1/",
+            f"token {token}",
+            timeout=timeout,
+            retry=retry,
+            transport=transport,
             error_for=_error,
-            retry=retry or RetryPolicy(),
+            unreachable_fix="check GITEA_URL and that Gitea is running and reachable",
         )
-
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> GiteaClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     async def version(self) -> str:
         """The server's version; Forgejo's carries a `+gitea-` suffix."""
