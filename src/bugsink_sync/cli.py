@@ -85,6 +85,8 @@ def _print_report(report: SyncReport) -> None:
         print(f"failed: {failure.project} {failure.bugsink_id}: {failure.reason}")
     if report.backlog:
         print(f"backlog: {report.backlog} new issue(s) left for later runs (--backfill: all now)")
+    if report.regressions:
+        print(f"regressions: {report.regressions} synced error(s) came back (see the log)")
     s = report.summary()
     counts = f"skipped {s['skipped']}, failed {s['failed']} in {s['duration_ms']} ms"
     if report.dry_run:
@@ -153,11 +155,15 @@ def _record_line(uuid: str, record: SyncRecord) -> str:
 async def _state(settings: Settings, args: argparse.Namespace) -> int:
     async with connect(settings) as c:
         if args.state_command == "list":
+            listed = 0
             async for uuid, entry in c.store.items():
+                listed += 1
                 if args.json:
                     print(json.dumps({"bugsink_issue": uuid, **json.loads(entry.to_json())}))
                 else:
                     print(_record_line(uuid, entry))
+            if not listed:
+                print(f"no mappings in {c.store.description}", file=sys.stderr)
             return EXIT_OK
         if args.state_command == "rebuild":
             found, written = await rebuild_state(c.gitea, c.store)
@@ -251,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ABORTED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. `state list | head`: the reader has all it wanted
+        sys.stderr.close()
+        return EXIT_OK
 
 
 if __name__ == "__main__":

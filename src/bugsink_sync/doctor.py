@@ -96,7 +96,8 @@ class Doctor:
             settings = load_settings(self.env)
             config = load_sync_config(settings.config_file)
         except ConfigError as exc:
-            self._add("configuration", Status.FAIL, str(exc), "set or correct what it names")
+            detail = str(exc).removeprefix("configuration: ")
+            self._add("configuration", Status.FAIL, detail, "see the README's Configuration table")
             return None
         projects = ", ".join(p.slug for p in config.projects)
         self._add("configuration", Status.OK, f"valid; {config.origin}; projects: {projects}")
@@ -176,7 +177,7 @@ class Doctor:
             if project.slug in slugs:
                 self._add(f"project {project.slug}", Status.OK, "exists in Bugsink")
                 continue
-            close = difflib.get_close_matches(project.slug, slugs, n=1)
+            close = difflib.get_close_matches(project.slug, slugs, n=1, cutoff=0.8)
             hint = f"did you mean {close[0]!r}? " if close else ""
             self._add(
                 f"project {project.slug}",
@@ -192,7 +193,13 @@ class Doctor:
             return f"{gitea.base_url} answers: {kind} {version}"
 
         async def token() -> str:
-            return f"the token is accepted (user {await gitea.whoami()})"
+            try:
+                return f"the token is accepted (user {await gitea.whoami()})"
+            except AuthError as exc:
+                if exc.status != 403:
+                    raise
+            await gitea.repository()  # needs only read:repository: a bad token gets 401 here
+            return "the token is accepted (without read:user its user is not shown)"
 
         async def repository() -> str:
             repo = await gitea.repository()
@@ -254,6 +261,10 @@ class Doctor:
             self._add(
                 "state store", Status.FAIL, str(exc), "check REDIS_URL or BUGSINK_SYNC_SQLITE_PATH"
             )
+            return
+        if settings.redis_url is None and not settings.sqlite_path.exists():
+            detail = f"{store.description} does not exist yet; the first sync creates it"
+            self._add("state store", Status.OK, detail)
             return
         self._add("state store", Status.OK, f"{store.description} readable; {count} mapping(s)")
 

@@ -149,6 +149,6 @@ def project_of(body: str) -> str:
 
 def missing_project_notice(slug: str, available: Sequence[str], origin: str) -> str:
     """Say that a configured project is missing, with the closest slug Bugsink has."""
-    close = difflib.get_close_matches(slug, available, n=1)
+    close = difflib.get_close_matches(slug, available, n=1, cutoff=0.8)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"Bugsink has no project {slug!r} (from {origin}), or the token cannot see it.{hint}"

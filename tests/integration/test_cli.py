@@ -136,3 +136,19 @@ def test_state_tools_rebuild_list_show_and_forget(
     assert forgotten.returncode == 0 and "forgot" in forgotten.stdout
     gone = run_cli(env, tmp_path, "state", "show", uuids[0])
     assert gone.returncode == 1 and "no mapping" in gone.stderr
+
+
+def test_the_two_documented_gitea_scopes_are_enough(
+    bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
+) -> None:
+    gitea.state.add_token(gitea.login, "minimal-scopes-token", ["write:issue", "read:repository"])
+    send_events(bugsink_project.dsn, ["zero_div"])
+    env = cli_env(
+        bugsink, gitea, tmp_path, bugsink_project.slug, GITEA_API_TOKEN="minimal-scopes-token"
+    )
+    synced = run_cli(env, tmp_path, "sync", "--json")
+    assert synced.returncode == 0, synced.stderr
+    assert json.loads(synced.stdout)["synced"] == 1
+    checked = run_cli(env, tmp_path, "doctor")
+    assert checked.returncode == 0, checked.stdout
+    assert "without read:user its user is not shown" in checked.stdout

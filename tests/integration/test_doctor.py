@@ -53,7 +53,7 @@ def test_all_good_and_nothing_changed(
 def test_a_bad_configuration_is_the_first_failure(tmp_path: Path) -> None:
     result = doctor(clean_env() | {"BUGSINK_URL": "http://127.0.0.1:1"}, tmp_path)
     assert result.returncode == 1
-    assert result.stdout.startswith("✗ configuration: configuration: BUGSINK_TOKEN")
+    assert result.stdout.startswith("✗ configuration: BUGSINK_TOKEN")
 
 
 @pytest.mark.parametrize(

@@ -53,7 +53,7 @@ class ServiceProcess:
         for entry in self.logs():
             if entry["message"] == "sync run started":
                 starts.append(entry)
-            elif entry["message"] == "sync run finished" and starts:
+            elif entry["message"].startswith(("sync run finished", "sync run failed")) and starts:
                 begun = starts.pop(0)
                 runs.append((_ts(begun["time"]), _ts(entry["time"]), str(entry["trigger"])))
         return runs

@@ -16,6 +16,7 @@ import httpx
 from bugsink_sync.gitea.models import Issue, Label, Repository
 from bugsink_sync.http import (
     ApiError,
+    AuthError,
     NotFoundError,
     RetryPolicy,
     ServiceClient,
@@ -31,8 +32,9 @@ def _error(response: httpx.Response, action: str) -> ServiceError:
     fixes = {
         401: "check GITEA_API_TOKEN: create a personal access token in Gitea "
         "(Settings > Applications) with scopes write:issue and read:repository",
-        403: "give the token the scopes write:issue and read:repository, and its user "
-        "write access to the repository's issues",
+        403: "give the token the scope the message names (the sync needs write:issue and "
+        "read:repository; doctor also read:user), and its user write access to the "
+        "repository's issues",
         404: "check GITEA_URL, GITEA_OWNER and GITEA_REPO, and that the token's user can "
         "see the repository and that its issues are enabled",
         413: "a proxy in front of Gitea refused the request body as too large; raise its "
@@ -129,6 +131,10 @@ class GiteaClient(ServiceClient):
             ]
         except NotFoundError:
             org_labels = []  # the owner is a user, not an organisation
+        except AuthError as exc:
+            if exc.status != 403:
+                raise
+            org_labels = []  # no read:organization scope (checked before the owner is)
         return [Label.model_validate(item) for item in [*repo_labels, *org_labels]]
 
     async def create_label(self, name: str, colour: str) -> Label:

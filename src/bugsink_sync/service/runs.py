@@ -100,10 +100,23 @@ class SyncRunner:
             )
             self._metrics.observe(report, ok=error is None)
             await self._save(record)
-            log.info(
-                "sync run finished", extra={"trigger": trigger, **record.summary, "error": error}
-            )
+            self._log_finished(record, report.run_id)
             return record
+
+    @staticmethod
+    def _log_finished(record: RunRecord, run_id: str) -> None:
+        """One line a person can read in text logs too: counts, and the error if any."""
+        counts = ", ".join(f"{name} {value}" for name, value in record.summary.items())
+        fields = {"trigger": record.trigger, "run_id": run_id, **record.summary}
+        if record.ok:
+            log.info("sync run finished: %s", counts, extra=fields)
+        else:
+            log.error(
+                "sync run failed: %s (%s)",
+                record.error,
+                counts,
+                extra=fields | {"error": record.error},
+            )
 
     async def _execute(self, issue: str | None) -> tuple[SyncReport, str | None]:
         try:

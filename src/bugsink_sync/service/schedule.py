@@ -32,6 +32,10 @@ SCHEDULER_ID = "bugsink-sync-every"
 MANUAL_DEDUP_ID = "bugsink-sync-manual"
 JOB_OPTIONS = {"attempts": 1, "removeOnComplete": {"count": 200}, "removeOnFail": {"count": 500}}
 POLL_SECONDS = 0.1
+_DISABLED = (
+    "sync is disabled (BUGSINK_SYNC_ENABLED is not true): nothing is scheduled and triggers "
+    "are refused"
+)
 
 
 class SyncDisabled(Exception):
@@ -86,7 +90,9 @@ class LocalScheduler:
 
     async def start(self) -> None:
         """Start the timer (only when enabled); the first run is due at once, as with BullMQ."""
-        if self.enabled:
+        if not self.enabled:
+            log.warning(_DISABLED)
+        else:
             self._next = time.time()
             self._loop_task = asyncio.create_task(self._loop())
 
@@ -196,6 +202,7 @@ class QueueScheduler:
         """
         self.queue = Queue(QUEUE_NAME, self._opts())
         if not self.enabled:
+            log.warning(_DISABLED)
             # A disabled deployment must not keep a schedule an earlier run registered.
             await self.queue.removeJobScheduler(SCHEDULER_ID)
             return
