@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -13,19 +14,26 @@ from bugsink_sync.config import ConfigError, Settings, load_settings
 from bugsink_sync.connections import connect
 from bugsink_sync.doctor import Doctor, Status, as_json, healthy
 from bugsink_sync.http import ServiceError
-from bugsink_sync.job import sync_once
+from bugsink_sync.job import options_for, sync_once
 from bugsink_sync.logs import redact, setup_logging
 from bugsink_sync.policy import labels_to_create
 from bugsink_sync.progress import terminal_progress
 from bugsink_sync.report import SyncAborted, SyncReport
-from bugsink_sync.state import StateError, SyncRecord, iso_utc
-from bugsink_sync.sync import SyncOptions, rebuild_state
+from bugsink_sync.state import CorruptRecord, StateError, SyncRecord, iso_utc
+from bugsink_sync.sync import rebuild_state
 
 EXIT_OK = 0
 EXIT_ABORTED = 1  # a service refused or went away
 EXIT_CONFIG = 2  # configuration or usage
 
 Command = Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _port(text: str) -> int:
+    port = int(text) if text.isdigit() else -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve = commands.add_parser("serve", help="run the scheduled worker and the admin API")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (8000)")
     state = commands.add_parser("state", help="inspect or repair the sync state")
     tools = state.add_subparsers(dest="state_command", required=True, metavar="ACTION")
     listing = tools.add_parser("list", help="every recorded mapping")
@@ -110,11 +118,8 @@ async def _sync(settings: Settings, args: argparse.Namespace) -> int:
     if refusal:
         print(f"bugsink-sync: {refusal}", file=sys.stderr)
         return EXIT_CONFIG
-    options = SyncOptions(
-        dry_run=args.dry_run,
-        project=args.project,
-        backfill=args.backfill,
-        body_budget=settings.body_budget,
+    options = options_for(
+        settings, dry_run=args.dry_run, project=args.project, backfill=args.backfill
     )
     try:
         with terminal_progress(enabled=not args.json) as progress:
@@ -172,7 +177,14 @@ async def _state(settings: Settings, args: argparse.Namespace) -> int:
                 f"mapping(s) to {c.store.description}"
             )
             return EXIT_OK
-        record = await c.store.get(args.uuid)
+        try:
+            record = await c.store.get(args.uuid)
+        except CorruptRecord:
+            if args.state_command != "forget" or not args.yes:
+                raise
+            await c.store.delete(args.uuid)
+            print(f"forgot {args.uuid} (its stored value was not a sync record)")
+            return EXIT_OK
         if record is None:
             print(
                 f"bugsink-sync: no mapping for {args.uuid} in {c.store.description}",
@@ -260,6 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `state list | head`: the reader has all it wanted
         sys.stderr.close()
         return EXIT_OK
+    except Exception as exc:  # a bug or an answer nobody foresaw: one line, no traceback
+        logging.getLogger("bugsink_sync").debug("unexpected error", exc_info=True)
+        print(
+            f"bugsink-sync: unexpected error ({type(exc).__name__}: {str(exc)[:300]}); "
+            "run with -v for details",
+            file=sys.stderr,
+        )
+        return EXIT_ABORTED
 
 
 if __name__ == "__main__":

@@ -280,6 +280,9 @@ class Settings(BaseSettings):
     )
     lock_wait: float = Field(default=60, ge=0, le=3600, validation_alias="BUGSINK_SYNC_LOCK_WAIT")
     lock_ttl: float = Field(default=30, ge=1, le=600, validation_alias="BUGSINK_SYNC_LOCK_TTL")
+    settle_seconds: float = Field(
+        default=60, ge=0, le=3600, validation_alias="BUGSINK_SYNC_SETTLE_SECONDS"
+    )
     shutdown_timeout: float = Field(
         default=60, gt=0, le=3600, validation_alias="BUGSINK_SYNC_SHUTDOWN_TIMEOUT"
     )
@@ -342,9 +345,14 @@ class Settings(BaseSettings):
     @field_validator("bugsink_token", "gitea_api_token")
     @classmethod
     def _token_not_blank(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        token = value.get_secret_value().strip()
+        if not token:
             raise ValueError("is empty")
-        return SecretStr(value.get_secret_value().strip())
+        if not re.fullmatch(r"[\x21-\x7e]+", token):
+            raise ValueError(
+                "holds a space, line break or non-ASCII character; paste the token alone"
+            )
+        return SecretStr(token)
 
 
 # Field name -> the variable a user sets, for messages.
@@ -371,6 +379,7 @@ _ENV_NAMES = {
     "shutdown_timeout": "BUGSINK_SYNC_SHUTDOWN_TIMEOUT",
     "lock_wait": "BUGSINK_SYNC_LOCK_WAIT",
     "lock_ttl": "BUGSINK_SYNC_LOCK_TTL",
+    "settle_seconds": "BUGSINK_SYNC_SETTLE_SECONDS",
     "body_budget": "BUGSINK_SYNC_BODY_BUDGET",
 }
 

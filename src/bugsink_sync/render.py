@@ -111,10 +111,16 @@ def template_problems(text: str, allowed: frozenset[str]) -> list[str]:
     if not template.is_valid():
         return ["has a '$' that is not a ${name} placeholder (write $$ for a dollar sign)"]
     unknown = sorted(set(template.get_identifiers()) - allowed)
-    return [f"unknown placeholder ${{{name}}}" for name in unknown]
+    problems = [f"unknown placeholder ${{{name}}}" for name in unknown]
+    if _MARKER_KEY in text:
+        problems.append("holds a literal bugsink-sync marker; use ${marker} instead")
+    return problems
 
 
 # --- text hygiene -------------------------------------------------------------------------
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def _bad_code_point(ch: str) -> bool:
@@ -123,6 +129,8 @@ def _bad_code_point(ch: str) -> bool:
     code = ord(ch)
     if 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFE) == 0xFFFE:
         return True  # noncharacters
+    if ch in _BIDI_CONTROLS:
+        return True  # embeddings, overrides and isolates can make text display reversed
     return unicodedata.category(ch) in {"Cc", "Cs"}
 
 
@@ -246,12 +254,13 @@ def error_type_and_message(issue: Issue, data: Mapping[str, Any]) -> tuple[str, 
 
 
 def request_line(data: Mapping[str, Any]) -> str | None:
-    """`GET https://…` when the event has a request with a URL."""
+    """`GET https://…` when the event has a request with a URL (at most 2,000 characters)."""
     request = _dict(data.get("request"))
     url = one_line(request.get("url"))
     if not url:
         return None
-    method = one_line(request.get("method")).upper()
+    url = url if len(url) <= 2000 else url[:1999] + "…"
+    method = one_line(request.get("method")).upper()[:20]
     return f"{method} {url}" if method else url
 
 
@@ -276,13 +285,20 @@ class Trace:
     header: str = "Traceback (most recent call last):"
 
 
+def _number(value: object) -> str | None:
+    """A line or column number as text; anything else an SDK sent is shown cleaned, short."""
+    if value is None:
+        return None
+    return str(value) if isinstance(value, int) else one_line(value)[:20] or None
+
+
 def _frame(frame: Mapping[str, Any], platform: str) -> Frame:
     file = clean_text(frame.get("filename") or frame.get("abs_path") or "")
     module = clean_text(frame.get("module") or "")
     function = clean_text(frame.get("function") or "?")
-    line = frame.get("lineno")
-    column = frame.get("colno")
-    number = "?" if line is None else str(line)
+    line = _number(frame.get("lineno"))
+    column = _number(frame.get("colno"))
+    number = "?" if line is None else line
     if platform == "python":
         where = f'File "{file or module or "?"}", line {number}, in {function}'
     elif platform == "java":
@@ -399,6 +415,8 @@ def render_title(
     values = {"type": one_line(kind), "message": one_line(first_line)}
     values |= {name: one_line(value) for name, value in extra.items()}
     text = one_line(string.Template(template).safe_substitute(values))
+    if not text.strip("[]() -:"):  # a user's template that renders empty: Gitea needs a title
+        text = one_line(string.Template(DEFAULT_TITLE_TEMPLATE).safe_substitute(values))
     return clip_bytes(neutralise(text), TITLE_MAX_BYTES)
 
 
@@ -418,6 +436,13 @@ def _short(message: str) -> str:
     return shown if len(shown) <= MESSAGE_CELL_CHARS else shown[: MESSAGE_CELL_CHARS - 1] + "…"
 
 
+def _clip(value: object, chars: int) -> str:
+    """One line of at most `chars` characters (`…` when cut): fields that are short by
+    nature but arrive from outside, so the body's budget holds whatever they hold."""
+    text = one_line(value)
+    return text if len(text) <= chars else text[: chars - 1] + "…"
+
+
 def _message_section(message: str) -> str:
     """The whole message in a code block, when the table cannot show all of it as it is."""
     if _short(message) == message.strip():
@@ -430,12 +455,12 @@ def _parts(issue: Issue, event: Event | None, project: str, issue_url: str) -> _
     kind, message = error_type_and_message(issue, data)
     request = request_line(data)
     values = {
-        "type": cell(kind),
+        "type": cell(_clip(kind, MESSAGE_CELL_CHARS)),
         "message": cell(_short(message)),
-        "platform": cell(data.get("platform") or "unknown"),
-        "level": cell(data.get("level") or "error"),
-        "environment": code(data.get("environment") or ""),
-        "release": code(data.get("release") or ""),
+        "platform": cell(_clip(data.get("platform") or "unknown", 100)),
+        "level": cell(_clip(data.get("level") or "error", 100)),
+        "environment": code(_clip(data.get("environment") or "", 200)),
+        "release": code(_clip(data.get("release") or "", 200)),
         "first_seen": utc(issue.first_seen),
         "last_seen": utc(issue.last_seen),
         "occurrences": str(issue.digested_event_count),

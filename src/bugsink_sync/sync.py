@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 from uuid import uuid4
 
-from bugsink_sync.bugsink import BugsinkClient, Feature, Issue, Project, ResolveOutcome
-from bugsink_sync.config import SOURCE_LABEL, ConfigError, ProjectConfig, SyncConfig
+from bugsink_sync.bugsink import BugsinkClient, Event, Feature, Issue, Project, ResolveOutcome
+from bugsink_sync.config import ConfigError, ProjectConfig, SyncConfig
 from bugsink_sync.gitea import GiteaClient, Label
 from bugsink_sync.gitea import Issue as GiteaIssue
 from bugsink_sync.http import AuthError, NotFoundError, ServiceError, ServiceUnavailable
@@ -39,7 +39,15 @@ from bugsink_sync.policy import (
 )
 from bugsink_sync.render import DEFAULT_BODY_BUDGET, render_issue
 from bugsink_sync.report import CreatedIssue, Failure, SyncAborted, SyncReport
-from bugsink_sync.state import INITIALISED, RunLock, StateError, StateStore, SyncRecord, iso_utc
+from bugsink_sync.state import (
+    INITIALISED,
+    CorruptRecord,
+    RunLock,
+    StateError,
+    StateStore,
+    SyncRecord,
+    iso_utc,
+)
 
 log = logging.getLogger("bugsink_sync.sync")
 
@@ -56,6 +64,7 @@ class SyncOptions:
     issue: str | None = None
     backfill: bool = False
     body_budget: int = DEFAULT_BODY_BUDGET
+    settle_seconds: float = 60.0  # an intent younger than this may still land: wait
 
 
 class Progress(Protocol):
@@ -78,6 +87,8 @@ _FEATURE_NOTES = {
 
 def _fatal(exc: Exception) -> bool:
     """Errors that will hit every later call too, so the run stops instead of repeating them."""
+    if isinstance(exc, CorruptRecord):
+        return False  # one bad value: that issue fails, the others go on
     if isinstance(exc, (AuthError, StateError)):
         return True
     return isinstance(exc, ServiceUnavailable) and exc.status is None
@@ -119,6 +130,7 @@ class SyncRun:
         self._index: dict[str, GiteaIssue] | None = None
         self._failures_in_a_row = 0
         self._new_issues = 0
+        self._unsettled: set[str] = set()
 
     def _log(self, level: int, message: str, *args: object, **fields: str) -> None:
         """Log with the run id, and the project and issue when there are any (JSON logs
@@ -213,9 +225,11 @@ class SyncRun:
     # --- reconciliation ---------------------------------------------------------------------
 
     async def _markers(self, *, refresh: bool = False) -> dict[str, GiteaIssue]:
-        """The marker index, listed from Gitea once per run (again after an unclear create)."""
+        """The marker index, listed from Gitea once per run (again after an unclear create).
+        Every issue is read, not only those labelled source:bugsink: labels can be dropped
+        by Gitea or removed by people, markers cannot."""
         if self._index is None or refresh:
-            issues = [i async for i in self.gitea.issues(labels=[SOURCE_LABEL], state="all")]
+            issues = [i async for i in self.gitea.issues(state="all")]
             self._index = marker_index(issues)
         return self._index
 
@@ -224,12 +238,15 @@ class SyncRun:
         if first_use:
             await self._rebuild_if_lost()
             await self.store.set_meta(INITIALISED, iso_utc(datetime.now(UTC)))
-        for uuid in await self.store.pending():
+        now = datetime.now(UTC)
+        for uuid, since in (await self.store.pending()).items():
             found = (await self._markers()).get(uuid)
             if await self.store.get(uuid) is not None:
                 await self.store.clear_pending(uuid)
             elif found is not None:
                 await self._adopt(uuid, found, project_of(found.body))
+            elif (now - since).total_seconds() < self.options.settle_seconds:
+                self._unsettled.add(uuid)  # a slow create may still land: not yet
             else:
                 await self.store.clear_pending(uuid)  # never reached Gitea: create it anew
 
@@ -320,8 +337,10 @@ class SyncRun:
         self.report.failed += 1
         self.report.failures.append(Failure(issue.id, project.slug, str(exc)))
         self._log(logging.ERROR, "failed: %s", exc, issue=issue.id, project=project.slug)
+        if not isinstance(exc, ServiceUnavailable):
+            return  # a problem of this issue, not of the service
         self._failures_in_a_row += 1
-        if self._failures_in_a_row >= MAX_CONSECUTIVE_FAILURES and isinstance(exc, ServiceError):
+        if self._failures_in_a_row >= MAX_CONSECUTIVE_FAILURES:
             raise ServiceUnavailable(
                 exc.service,
                 f"{self._failures_in_a_row} issues in a row failed; stopping this run",
@@ -330,6 +349,13 @@ class SyncRun:
 
     async def _consider_new(self, project: ProjectConfig, issue: Issue) -> None:
         """A new error: filters, then the cap on new issues, then create."""
+        if issue.id in self._unsettled:
+            self.report.skipped += 1
+            self.report.notice(
+                "an earlier create had no clear outcome yet; its error is synced by a later "
+                f"run once {self.options.settle_seconds:.0f} s have passed"
+            )
+            return
         if below_minimum(issue, project):
             self.report.filtered += 1
             self.report.skipped += 1
@@ -346,7 +372,7 @@ class SyncRun:
 
     async def _create(self, project: ProjectConfig, issue: Issue) -> bool:
         """Create (or adopt) the Gitea issue; False when the event's filters reject it."""
-        event = await self.bugsink.latest_event(issue.id)
+        event = await self._latest_event(issue)
         if filtered_out(event.data if event else {}, project):
             return False
         rendered = render_issue(
@@ -374,6 +400,20 @@ class SyncRun:
         if not self.policy.two_way:
             await self._resolve(issue)
         return True
+
+    async def _latest_event(self, issue: Issue) -> Event | None:
+        """The newest event, or None when Bugsink cannot serve it (an event it stored but
+        fails to read back answers 500): the issue is then made from the issue alone."""
+        try:
+            return await self.bugsink.latest_event(issue.id)
+        except ServiceUnavailable as exc:
+            if exc.status is None:
+                raise
+            self.report.notice(
+                f"Bugsink could not serve the newest event of {issue.id} ({exc.status}); its "
+                "Gitea issue shows what the issue list says, without details"
+            )
+            return None
 
     def _ids(self, names: Sequence[str]) -> list[int]:
         return [self._label_ids[name] for name in names if name in self._label_ids]
@@ -418,7 +458,10 @@ class SyncRun:
         dropped = missing_label_ids(sent, applied)
         if not dropped:
             return
-        now = await self.gitea.add_labels(number, dropped)
+        try:
+            now = await self.gitea.add_labels(number, dropped)
+        except AuthError:
+            now = []
         if missing_label_ids(dropped, now):
             self.report.notice(
                 f"Gitea did not apply every label to issue #{number}; give the token's user "

@@ -430,3 +430,65 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(
     assert figures["kills"] >= target_kills  # 32 + 20: over 50 kills in the suite
     assert figures["duplicates"] == 0
     assert figures["gitea_issues"] == figures["bugsink_issues"] == 8 * figures["episodes"]
+
+
+def test_a_slow_create_is_waited_for_not_repeated(
+    bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
+) -> None:
+    send_events(bugsink_project.dsn, ["zero_div"])
+    gitea.add_fault("POST", "/issues$", "delay", times=1, seconds=4)  # the client gives up first
+    env = env_for(
+        bugsink.url,
+        bugsink.token,
+        gitea,
+        tmp_path,
+        bugsink_project.slug,
+        BUGSINK_SYNC_TIMEOUT="1",
+        BUGSINK_SYNC_SETTLE_SECONDS="60",
+    )
+    first = sync(env)
+    assert first.returncode == 1 and "got no answer in time" in first.stderr
+    second = sync(env)  # at once: the first create has not landed yet
+    assert second.returncode == 0 and "synced 0" in second.stdout
+    time.sleep(4)
+    third = sync(env)  # it landed: adopted by its marker
+    assert third.returncode == 0
+    assert len(gitea.issues()) == 1
+    check_invariants(bugsink, bugsink_project.id, gitea, sqlite_of(env), completed=True)
+
+
+def test_an_event_bugsink_cannot_serve_does_not_stop_the_sync(
+    bugsink: BugsinkServer,
+    bugsink_project: BugsinkProject,
+    proxy: FaultProxy,
+    gitea: GiteaRepoFixture,
+    tmp_path: Path,
+) -> None:
+    send_events(bugsink_project.dsn, ["unique:poison"], count=6)
+    proxy.add_fault("GET", r"/api/canonical/0/events/[0-9a-f-]+/$", "error", times=None, status=500)
+    env = env_for(proxy.url, bugsink.token, gitea, tmp_path, bugsink_project.slug)
+    result = sync(env, "--json")
+    assert result.returncode == 0, result.stderr
+    assert '"synced": 6' in result.stdout and "could not serve the newest event" in result.stdout
+    check_invariants(bugsink, bugsink_project.id, gitea, sqlite_of(env), completed=True)
+
+
+def test_a_record_that_is_not_one_fails_its_issue_only_and_can_be_forgotten(
+    bugsink: BugsinkServer, bugsink_project: BugsinkProject, gitea: GiteaRepoFixture, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    send_events(bugsink_project.dsn, ["zero_div", "key_error"])
+    env = env_for(bugsink.url, bugsink.token, gitea, tmp_path, bugsink_project.slug)
+    first, _ = (i["id"] for i in bugsink.list_issues(bugsink_project.id))
+    assert run_cli(env, tmp_path, "state", "list").returncode == 0  # creates the file
+    with sqlite3.connect(env["BUGSINK_SYNC_SQLITE_PATH"]) as db:
+        db.execute("INSERT INTO synced VALUES (?, ?)", (first, '{"synced_at": 1737110000000}'))
+    result = sync(env, "--json")
+    assert (
+        result.returncode == 0 and '"synced": 1' in result.stdout and '"failed": 1' in result.stdout
+    )
+    forgotten = run_cli(env, tmp_path, "state", "forget", first, "--yes")
+    assert forgotten.returncode == 0, forgotten.stderr
+    assert sync(env).returncode == 0
+    assert len(gitea.issues()) == 2

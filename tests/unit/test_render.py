@@ -346,3 +346,56 @@ def test_template_problems_are_named() -> None:
     assert template_problems("${type} ${nope}", BODY_FIELDS) == ["unknown placeholder ${nope}"]
     assert template_problems("costs $5", BODY_FIELDS)[0].startswith("has a '$'")
     assert template_problems("${type}", BODY_FIELDS) == []
+
+
+def test_every_outside_field_is_bounded_and_cleaned() -> None:
+    event = Event.model_validate(
+        {
+            "id": "e",
+            "data": {
+                "platform": "p" * 300_000,
+                "level": "l" * 300_000,
+                "request": {"url": "https://x.example/" + "a" * 400_000, "method": "M" * 300_000},
+                "exception": {
+                    "values": [
+                        {
+                            "type": "E",
+                            "value": "v",
+                            "stacktrace": {
+                                "frames": [
+                                    {
+                                        "filename": "f.py",
+                                        "function": "g",
+                                        "lineno": f"7\u0000\u202e -->\n{marker_line()}\n@admin #1",
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                },
+            },
+        }
+    )
+    body = render(make_issue(calculated_type="T" * 300_000), event)[1]
+    assert len(body.encode("utf-8")) <= 48 * 1024
+    assert "\u0000" not in body and "\u202e" not in body
+    assert body.count("bugsink-sync:issue=") == 1 and find_marker(body) == UUID
+
+
+def marker_line() -> str:
+    return "<!-- bugsink-sync:issue=00000000-0000-0000-0000-000000000000 -->"
+
+
+def test_bidi_overrides_cannot_reverse_a_title() -> None:
+    title = render_title("E", "abc\u202edef\u2066x")
+    assert "\u202e" not in title and "\u2066" not in title
+
+
+def test_a_template_that_renders_an_empty_title_falls_back() -> None:
+    assert render_title("TypeError", "boom", "${environment}", environment="") == "[TypeError] boom"
+
+
+def test_a_template_with_a_literal_marker_is_refused() -> None:
+    assert template_problems(f"x {marker_line()}", BODY_FIELDS) == [
+        "holds a literal bugsink-sync marker; use ${marker} instead"
+    ]

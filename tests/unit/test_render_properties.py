@@ -85,7 +85,7 @@ def cell_code(row: list[str]) -> str:
     """The literal text a table cell's code span shows."""
     from markdown_it import MarkdownIt
 
-    tokens = MarkdownIt("commonmark").parseInline(row[1].replace("\\|", "|"))
+    tokens = MarkdownIt("commonmark").parseInline(row[1])  # the table already unescaped `\|`
     children = tokens[0].children or []
     return "".join(c.content for c in children if c.type == "code_inline")
 

@@ -23,8 +23,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from bugsink_sync.service.auth import AdminPolicy, AuthProblem
 from bugsink_sync.service.metrics import CONTENT_TYPE, SyncMetrics
 from bugsink_sync.service.runs import SyncRunner
-from bugsink_sync.service.schedule import Scheduler, SyncDisabled
-from bugsink_sync.state import StateStore
+from bugsink_sync.service.schedule import QueueUnavailable, Scheduler, SyncDisabled
+from bugsink_sync.state import StateError, StateStore
 
 log = logging.getLogger("bugsink_sync.service")
 
@@ -77,6 +77,14 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _auth_problem(_: Request, exc: AuthProblem) -> JSONResponse:
         return problem(exc.status, exc.code, exc.message)
 
+    @app.exception_handler(QueueUnavailable)
+    async def _queue(_: Request, exc: QueueUnavailable) -> JSONResponse:
+        return problem(503, "QUEUE_UNAVAILABLE", str(exc))
+
+    @app.exception_handler(StateError)
+    async def _state(_: Request, exc: StateError) -> JSONResponse:
+        return problem(503, "STATE_UNAVAILABLE", str(exc))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
@@ -115,7 +123,9 @@ def create_app(ctx: ServiceContext) -> FastAPI:
             await ctx.scheduler.stop(ctx.grace_seconds)
             await ctx.store.aclose()
 
-    app = FastAPI(title="bugsink-sync", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="bugsink-sync", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.policy = ctx.policy
     _install_error_handlers(app)
 

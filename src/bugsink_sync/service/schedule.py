@@ -16,15 +16,18 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bullmq import Job, Queue, Worker
+from redis.exceptions import RedisError
 
 from bugsink_sync.service.runs import RunRecord, SyncRunner
 
 log = logging.getLogger("bugsink_sync.service")
+T = TypeVar("T")
 
 QUEUE_NAME = "bugsink-sync"
 JOB_NAME = "sync"
@@ -40,6 +43,24 @@ _DISABLED = (
 
 class SyncDisabled(Exception):
     """A run was asked for while BUGSINK_SYNC_ENABLED is false."""
+
+
+class QueueUnavailable(Exception):
+    """Redis did not answer the queue in time."""
+
+
+QUEUE_CALL_SECONDS = 10.0
+
+
+async def _bounded(call: Awaitable[T]) -> T:
+    """A queue call that gives up after QUEUE_CALL_SECONDS: the Redis client would retry
+    for minutes, and an admin request must not hang that long."""
+    try:
+        return await asyncio.wait_for(call, QUEUE_CALL_SECONDS)
+    except (TimeoutError, RedisError, OSError) as exc:
+        raise QueueUnavailable(
+            f"Redis did not answer the queue ({type(exc).__name__}); check REDIS_URL and Redis"
+        ) from exc
 
 
 class Scheduler(Protocol):
@@ -191,6 +212,7 @@ class QueueScheduler:
         self._name = f"{socket.gethostname()}-{os.getpid()}"
         self.queue: Queue | None = None
         self._worker: Worker | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     def _opts(self) -> dict[str, Any]:
         return {"connection": self._connection, "prefix": self._prefix}
@@ -206,10 +228,8 @@ class QueueScheduler:
             # A disabled deployment must not keep a schedule an earlier run registered.
             await self.queue.removeJobScheduler(SCHEDULER_ID)
             return
-        await self.queue.setGlobalConcurrency(1)  # queue-wide: never two syncs at once
-        await self.queue.upsertJobScheduler(
-            SCHEDULER_ID, {"every": self._every_ms}, JOB_NAME, {"trigger": "schedule"}, JOB_OPTIONS
-        )
+        await self._register()
+        self._watchdog = asyncio.create_task(self._keep_registered())
         self._worker = Worker(
             QUEUE_NAME,
             self._process,
@@ -221,6 +241,27 @@ class QueueScheduler:
                 "stalledInterval": self._stalled_ms,
             },
         )
+
+    async def _register(self) -> None:
+        """Queue-wide concurrency 1 (never two syncs at once) and the job scheduler;
+        idempotent, so every instance does it at start."""
+        queue = self._require_queue()
+        await queue.setGlobalConcurrency(1)
+        await queue.upsertJobScheduler(
+            SCHEDULER_ID, {"every": self._every_ms}, JOB_NAME, {"trigger": "schedule"}, JOB_OPTIONS
+        )
+
+    async def _keep_registered(self) -> None:
+        """Register again if Redis lost the schedule (a restart without persistence)."""
+        period = min(30.0, self._every_ms / 1000)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                if not await _bounded(self._require_queue().isJobScheduler(SCHEDULER_ID)):
+                    log.warning("the schedule was gone from Redis: registered it again")
+                    await _bounded(self._register())
+            except Exception as exc:  # Redis away: try again next period
+                log.warning("could not check the schedule in Redis: %s", exc)
 
     async def _process(self, job: Job, token: str) -> dict[str, Any]:
         data = job.data or {}
@@ -250,16 +291,14 @@ class QueueScheduler:
         """Add a job for one issue; a second webhook for it while one waits is merged."""
         if not self.enabled:
             raise SyncDisabled
-        await self._require_queue().add(
-            JOB_NAME,
-            {"trigger": "webhook", "issue": issue_id},
-            {**JOB_OPTIONS, "deduplication": {"id": f"bugsink-sync-issue-{issue_id}"}},
-        )
+        options = {**JOB_OPTIONS, "deduplication": {"id": f"bugsink-sync-issue-{issue_id}"}}
+        data = {"trigger": "webhook", "issue": issue_id}
+        await _bounded(self._require_queue().add(JOB_NAME, data, options))
 
     async def _wait(self, job_id: str) -> RunRecord:
         queue = self._require_queue()
         while True:
-            job = await Job.fromId(queue, job_id)
+            job = await _bounded(Job.fromId(queue, job_id))
             if job is None:
                 raise RuntimeError(f"job {job_id} of queue {QUEUE_NAME} disappeared")
             result = (job.data or {}).get("result")
@@ -279,14 +318,16 @@ class QueueScheduler:
         if not self.enabled:
             return None
         queue = self._require_queue()
-        if not await queue.isJobScheduler(SCHEDULER_ID):
+        if not await _bounded(queue.isJobScheduler(SCHEDULER_ID)):
             return None
-        scheduler = await queue.getJobScheduler(SCHEDULER_ID)
+        scheduler = await _bounded(queue.getJobScheduler(SCHEDULER_ID))
         return _from_ms((scheduler or {}).get("next"))
 
     async def stop(self, grace_seconds: float) -> None:
         """Close the worker; a running job gets `grace_seconds`, then is force-closed (another
         instance's stalled check runs it again)."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._worker is not None:
             # Worker.close() cannot be cancelled and waits for the job however long it takes,
             # so stop taking jobs first and bound the wait here.
@@ -304,7 +345,9 @@ class QueueScheduler:
     async def workers_status(self) -> dict[str, Any]:
         """Counts of the queue and this instance's worker."""
         queue = self._require_queue()
-        counts = await queue.getJobCounts("waiting", "active", "delayed", "failed", "completed")
+        counts = await _bounded(
+            queue.getJobCounts("waiting", "active", "delayed", "failed", "completed")
+        )
         return {
             "mode": "bullmq",
             "worker": {
@@ -316,7 +359,7 @@ class QueueScheduler:
             "queue": {
                 "name": QUEUE_NAME,
                 "prefix": self._prefix,
-                "global_concurrency": await queue.getGlobalConcurrency(),
+                "global_concurrency": await _bounded(queue.getGlobalConcurrency()),
                 **{k: int(v) for k, v in counts.items()},
             },
             "scheduler": {

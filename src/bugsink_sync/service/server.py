@@ -13,7 +13,7 @@ from bugsink_sync.config import ConfigError, Settings
 from bugsink_sync.connections import open_store
 from bugsink_sync.gitea import GiteaClient
 from bugsink_sync.http import NO_RETRY
-from bugsink_sync.job import sync_once
+from bugsink_sync.job import options_for, sync_once
 from bugsink_sync.report import SyncReport
 from bugsink_sync.service.api import Check, ServiceContext, create_app
 from bugsink_sync.service.auth import AdminPolicy
@@ -26,7 +26,6 @@ from bugsink_sync.service.schedule import (
     redis_url_for_db,
 )
 from bugsink_sync.state import StateStore
-from bugsink_sync.sync import SyncOptions
 
 READY_TIMEOUT = 5.0
 
@@ -76,8 +75,7 @@ def build_app(settings: Settings) -> FastAPI:
     metrics = SyncMetrics()
 
     async def run_once(issue: str | None) -> SyncReport:
-        options = SyncOptions(issue=issue, body_budget=settings.body_budget)
-        return await sync_once(settings, options)
+        return await sync_once(settings, options_for(settings, issue=issue))
 
     runner = SyncRunner(run_once, store, metrics)
     scheduler: Scheduler

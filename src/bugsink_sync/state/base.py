@@ -25,6 +25,10 @@ class StateError(Exception):
     """The state store cannot be read or written; the message names the store and the fix."""
 
 
+class CorruptRecord(StateError):
+    """One stored value is not a sync record: that issue fails, the run goes on."""
+
+
 class LockBusy(StateError):
     """Another sync holds the run lock and did not let go in time."""
 
@@ -98,10 +102,23 @@ class SyncRecord:
                 gitea_closed=None if closed is None else bool(closed),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StateError(
+            raise CorruptRecord(
                 f"{where} holds a value that is not a sync record ({type(exc).__name__}: {exc}). "
-                "Fix: inspect it; `bugsink-sync state forget UUID` removes it"
+                "Fix: inspect it; `bugsink-sync state forget UUID --yes` removes it"
             ) from None
+
+
+def intent_json(project: str) -> str:
+    """The stored intent: the project, and since when."""
+    return json.dumps({"project": project, "since": iso_utc(datetime.now(UTC))})
+
+
+def intent_since(value: str | bytes) -> datetime:
+    """When an intent was written (long ago, if it cannot be read: settle it now)."""
+    try:
+        return _parse_time(json.loads(value)["since"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return datetime.fromtimestamp(0, UTC)
 
 
 def _parse_time(value: Any) -> datetime:
@@ -144,8 +161,9 @@ class StateStore(Protocol):
         `complete` clears it, the outcome is unclear and must be reconciled, not repeated."""
         ...
 
-    async def pending(self) -> list[str]:
-        """Bugsink issue UUIDs whose creation may or may not have happened."""
+    async def pending(self) -> dict[str, datetime]:
+        """Bugsink issue UUIDs whose creation may or may not have happened, with when the
+        intent was written."""
         ...
 
     async def complete(self, issue_uuid: str, record: SyncRecord) -> None:

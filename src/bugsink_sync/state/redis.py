@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -22,11 +22,13 @@ from bugsink_sync.state.base import (
     KEY_PREFIX,
     META_PREFIX,
     PENDING_PREFIX,
+    CorruptRecord,
     LockBusy,
     StateError,
     SyncRecord,
     holder_id,
-    iso_utc,
+    intent_json,
+    intent_since,
 )
 
 log = logging.getLogger("bugsink_sync.state")
@@ -136,20 +138,26 @@ class RedisStore:
         return len([key async for key in self._keys(KEY_PREFIX)])
 
     async def items(self) -> AsyncIterator[tuple[str, SyncRecord]]:
-        """Every (uuid, record)."""
+        """Every (uuid, record); values that are not records are logged and passed over."""
         async for key in self._keys(KEY_PREFIX):
-            record = await self.get(key)
+            try:
+                record = await self.get(key)
+            except CorruptRecord as exc:
+                log.warning("%s", exc)
+                continue
             if record is not None:
                 yield key, record
 
     async def mark_pending(self, issue_uuid: str, project: str) -> None:
         """Note that a Gitea issue is about to be created for this Bugsink issue."""
-        intent = {"project": project, "since": iso_utc(datetime.now(UTC))}
-        await self._set(PENDING_PREFIX + issue_uuid, json.dumps(intent))
+        await self._set(PENDING_PREFIX + issue_uuid, intent_json(project))
 
-    async def pending(self) -> list[str]:
-        """Bugsink issue UUIDs whose creation may or may not have happened."""
-        return [key async for key in self._keys(PENDING_PREFIX)]
+    async def pending(self) -> dict[str, datetime]:
+        """Bugsink issue UUIDs whose creation may or may not have happened, and since when."""
+        found = {}
+        async for key in self._keys(PENDING_PREFIX):
+            found[key] = intent_since(await self._get(PENDING_PREFIX + key) or "")
+        return found
 
     async def complete(self, issue_uuid: str, record: SyncRecord) -> None:
         """Record the mapping and clear the intent in one transaction."""
@@ -185,7 +193,10 @@ class RedisStore:
 
     async def _busy_message(self, waited: float) -> str:
         raw = await self._get(LOCK_KEY)
-        holder = json.loads(raw).get("holder", "?") if raw else "?"
+        try:
+            holder = str(json.loads(raw or "{}").get("holder", "?"))
+        except (ValueError, AttributeError):
+            holder = "an unknown holder"
         return (
             f"Redis: another sync holds the run lock ({holder}); waited {waited:.0f} s. Fix: let "
             f"it finish (a crashed holder's lock expires within {self._lock_ttl_ms // 1000} s), "

@@ -11,15 +11,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
+import logging
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from bugsink_sync.state.base import LockBusy, StateError, SyncRecord, holder_id, iso_utc
+from bugsink_sync.state.base import (
+    CorruptRecord,
+    LockBusy,
+    StateError,
+    SyncRecord,
+    holder_id,
+    intent_json,
+    intent_since,
+)
+
+log = logging.getLogger("bugsink_sync.state")
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS synced (issue_uuid TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -95,8 +105,8 @@ class SqliteStore:
         self._upsert("synced", "issue_uuid", issue_uuid, record.to_json())
 
     async def delete(self, issue_uuid: str) -> bool:
-        """Forget a mapping; True if there was one."""
-        existed = await self.get(issue_uuid) is not None
+        """Forget a mapping (readable or not); True if there was one."""
+        existed = bool(self._query("SELECT 1 FROM synced WHERE issue_uuid = ?", issue_uuid))
         self._query("DELETE FROM synced WHERE issue_uuid = ?", issue_uuid)
         return existed
 
@@ -106,18 +116,21 @@ class SqliteStore:
         return int(rows[0][0]) if rows else 0
 
     async def items(self) -> AsyncIterator[tuple[str, SyncRecord]]:
-        """Every (uuid, record)."""
+        """Every (uuid, record); values that are not records are logged and passed over."""
         for uuid, value in self._query("SELECT issue_uuid, value FROM synced ORDER BY issue_uuid"):
-            yield uuid, SyncRecord.from_json(value, f"{self.path} row {uuid}")
+            try:
+                yield uuid, SyncRecord.from_json(value, f"{self.path} row {uuid}")
+            except CorruptRecord as exc:
+                log.warning("%s", exc)
 
     async def mark_pending(self, issue_uuid: str, project: str) -> None:
         """Note that a Gitea issue is about to be created for this Bugsink issue."""
-        intent = json.dumps({"project": project, "since": iso_utc(datetime.now(UTC))})
-        self._upsert("pending", "issue_uuid", issue_uuid, intent)
+        self._upsert("pending", "issue_uuid", issue_uuid, intent_json(project))
 
-    async def pending(self) -> list[str]:
-        """Bugsink issue UUIDs whose creation may or may not have happened."""
-        return [row[0] for row in self._query("SELECT issue_uuid FROM pending")]
+    async def pending(self) -> dict[str, datetime]:
+        """Bugsink issue UUIDs whose creation may or may not have happened, and since when."""
+        rows = self._query("SELECT issue_uuid, value FROM pending")
+        return {uuid: intent_since(value) for uuid, value in rows}
 
     async def complete(self, issue_uuid: str, record: SyncRecord) -> None:
         """Record the mapping and clear the intent in one transaction."""
