@@ -6,6 +6,7 @@ the store that the caller passes in.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ class SyncOptions:
     issue: str | None = None
     backfill: bool = False
     body_budget: int = DEFAULT_BODY_BUDGET
-    settle_seconds: float = 60.0  # an intent younger than this may still land: wait
+    settle_seconds: float = 60.0  # how long an unclear create may still land in Gitea
 
 
 class Progress(Protocol):
@@ -130,7 +131,6 @@ class SyncRun:
         self._index: dict[str, GiteaIssue] | None = None
         self._failures_in_a_row = 0
         self._new_issues = 0
-        self._unsettled: set[str] = set()
 
     def _log(self, level: int, message: str, *args: object, **fields: str) -> None:
         """Log with the run id, and the project and issue when there are any (JSON logs
@@ -238,17 +238,29 @@ class SyncRun:
         if first_use:
             await self._rebuild_if_lost()
             await self.store.set_meta(INITIALISED, iso_utc(datetime.now(UTC)))
-        now = datetime.now(UTC)
-        for uuid, since in (await self.store.pending()).items():
+        pending = await self.store.pending()
+        await self._let_unclear_creates_land(pending)
+        for uuid in pending:
             found = (await self._markers()).get(uuid)
             if await self.store.get(uuid) is not None:
                 await self.store.clear_pending(uuid)
             elif found is not None:
                 await self._adopt(uuid, found, project_of(found.body))
-            elif (now - since).total_seconds() < self.options.settle_seconds:
-                self._unsettled.add(uuid)  # a slow create may still land: not yet
             else:
                 await self.store.clear_pending(uuid)  # never reached Gitea: create it anew
+
+    async def _let_unclear_creates_land(self, pending: Mapping[str, datetime]) -> None:
+        """A create whose answer never came may still be under way in Gitea: wait until the
+        youngest such intent is `settle_seconds` old, then look at Gitea again."""
+        index = await self._markers() if pending else {}
+        unclear = [since for uuid, since in pending.items() if uuid not in index]
+        if not unclear:
+            return
+        wait = self.options.settle_seconds - (datetime.now(UTC) - max(unclear)).total_seconds()
+        if wait > 0:
+            self._log(logging.INFO, "waiting %.0f s for an unclear create to land in Gitea", wait)
+            await asyncio.sleep(wait)
+            await self._markers(refresh=True)
 
     async def _rebuild_if_lost(self) -> None:
         """An empty store while Gitea holds our issues means the state was lost: restore it
@@ -349,13 +361,6 @@ class SyncRun:
 
     async def _consider_new(self, project: ProjectConfig, issue: Issue) -> None:
         """A new error: filters, then the cap on new issues, then create."""
-        if issue.id in self._unsettled:
-            self.report.skipped += 1
-            self.report.notice(
-                "an earlier create had no clear outcome yet; its error is synced by a later "
-                f"run once {self.options.settle_seconds:.0f} s have passed"
-            )
-            return
         if below_minimum(issue, project):
             self.report.filtered += 1
             self.report.skipped += 1

@@ -50,6 +50,7 @@ def env_for(
         "BUGSINK_SYNC_LOCK_TTL": "2",
         "BUGSINK_SYNC_LOCK_WAIT": "60",
         "BUGSINK_SYNC_TIMEOUT": "5",
+        "BUGSINK_SYNC_SETTLE_SECONDS": "1",  # a killed run's create lands within a second here
     }
     return cli_env((bugsink_url, token), gitea, tmp_path, slug, name=slug, **(tuned | extra))
 
@@ -444,15 +445,15 @@ def test_a_slow_create_is_waited_for_not_repeated(
         tmp_path,
         bugsink_project.slug,
         BUGSINK_SYNC_TIMEOUT="1",
-        BUGSINK_SYNC_SETTLE_SECONDS="60",
+        BUGSINK_SYNC_SETTLE_SECONDS="6",
     )
     first = sync(env)
     assert first.returncode == 1 and "got no answer in time" in first.stderr
-    second = sync(env)  # at once: the first create has not landed yet
-    assert second.returncode == 0 and "synced 0" in second.stdout
-    time.sleep(4)
-    third = sync(env)  # it landed: adopted by its marker
-    assert third.returncode == 0
+    began = time.monotonic()
+    second = sync(env, "--json")  # at once: the first create has not landed yet
+    assert second.returncode == 0, second.stderr
+    assert time.monotonic() - began > 3  # it waited for the create to land ...
+    assert '"recovered": [{' in second.stdout  # ... and adopted it instead of creating
     assert len(gitea.issues()) == 1
     check_invariants(bugsink, bugsink_project.id, gitea, sqlite_of(env), completed=True)
 
