@@ -113,6 +113,20 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
     return server
 
 
+def backend_env(
+    backend: str, bugsink_url: str, token: str, gitea: GiteaRepoFixture, tmp_path: Path, slug: str
+) -> tuple[dict[str, str], StoreLocation]:
+    """Settings for the "sqlite" or "redis" state store (the Redis DB emptied first), and
+    where the test reads that store."""
+    if backend == "sqlite":
+        env = env_for(bugsink_url, token, gitea, tmp_path, slug)
+        return env, sqlite_of(env)
+    redis.Redis(db=REDIS_DB).flushdb()
+    redis_env = {"REDIS_URL": "redis://127.0.0.1:6379", "BUGSINK_SYNC_STATE_DB": str(REDIS_DB)}
+    env = env_for(bugsink_url, token, gitea, tmp_path, slug, **redis_env)
+    return env, StoreLocation(redis_db=REDIS_DB)
+
+
 def sqlite_of(env: dict[str, str]) -> StoreLocation:
     return StoreLocation(sqlite_path=Path(env["BUGSINK_SYNC_SQLITE_PATH"]))
 
@@ -260,12 +274,10 @@ def test_redis_going_down_mid_run_ends_the_run_clearly_and_loses_nothing(
         redis_server = start_redis(port)
         again = sync(env, "--json")
         assert again.returncode == 0, again.stderr
-        store = StoreLocation(redis_db=15)
         issues = {i.number for i in gitea.issues()}
         assert len(issues) == 4
         records = redis.Redis(port=port, db=15, decode_responses=True).keys("bugsink:synced:*")
         assert len(records) == 4
-        del store
     finally:
         redis_server.kill()
         redis_server.wait()
@@ -284,16 +296,9 @@ def test_a_wiped_state_store_is_rebuilt_from_markers_before_anything_is_created(
     clean_redis: None,
 ) -> None:
     send_events(bugsink_project.dsn, ["zero_div", "key_error", "value_error"])
-    extra = {"REDIS_URL": "redis://127.0.0.1:6379", "BUGSINK_SYNC_STATE_DB": str(REDIS_DB)}
-    env = env_for(
-        bugsink.url,
-        bugsink.token,
-        gitea,
-        tmp_path,
-        bugsink_project.slug,
-        **(extra if backend == "redis" else {}),
+    env, store = backend_env(
+        backend, bugsink.url, bugsink.token, gitea, tmp_path, bugsink_project.slug
     )
-    store = sqlite_of(env) if backend == "sqlite" else StoreLocation(redis_db=REDIS_DB)
     assert sync(env).returncode == 0
     # Two errors come back (regressions) and the state store is lost.
     send_events(bugsink_project.dsn, ["zero_div", "key_error"])
@@ -324,20 +329,13 @@ def test_parallel_syncs_take_turns_and_create_each_issue_once(
 ) -> None:
     send_events(bugsink_project.dsn, ["unique:parallel"], count=6)
     gitea.add_fault("POST", "/issues$", "delay", times=None, seconds=0.1)
-    extra = {"REDIS_URL": "redis://127.0.0.1:6379", "BUGSINK_SYNC_STATE_DB": str(REDIS_DB)}
-    env = env_for(
-        bugsink.url,
-        bugsink.token,
-        gitea,
-        tmp_path,
-        bugsink_project.slug,
-        **(extra if backend == "redis" else {}),
+    env, store = backend_env(
+        backend, bugsink.url, bugsink.token, gitea, tmp_path, bugsink_project.slug
     )
     processes = [spawn(env) for _ in range(3)]
     codes = [p.wait(120) for p in processes]
 
     assert codes == [0, 0, 0]
-    store = sqlite_of(env) if backend == "sqlite" else StoreLocation(redis_db=REDIS_DB)
     check_invariants(bugsink, bugsink_project.id, gitea, store, completed=True)
     assert len(gitea.issues()) == 6
 
@@ -379,15 +377,9 @@ def _kill_episodes(
             gitea = make_gitea_repo(gitea_server)
             gitea.add_fault("POST", "/issues$", "delay", times=None, seconds=0.12)
             proxy.add_fault("POST", "/resolve/$", "delay", times=None, seconds=0.08)
-            extra = (
-                {"REDIS_URL": "redis://127.0.0.1:6379", "BUGSINK_SYNC_STATE_DB": str(REDIS_DB)}
-                if backend == "redis"
-                else {}
+            env, store = backend_env(
+                backend, proxy.url, bugsink.token, gitea, tmp_path, project.slug
             )
-            if backend == "redis":
-                redis.Redis(db=REDIS_DB).flushdb()
-            env = env_for(proxy.url, bugsink.token, gitea, tmp_path, project.slug, **extra)
-            store = sqlite_of(env) if backend == "sqlite" else StoreLocation(redis_db=REDIS_DB)
             for attempt in range(30):
                 process = spawn(env)
                 figures["runs"] += 1
